@@ -1,0 +1,3 @@
+"""Per-platform verifiers. Each package has abi (parse), verify (numbered checks), appraise (policy)."""
+
+from enclavia.attestation.platforms.simulated import appraise as _simulated  # noqa: F401

@@ -1,0 +1,1 @@
+"""The only package that imports cryptography.hazmat: HPKE, OHTTP, binary HTTP, AEAD, signing."""

@@ -1,0 +1,375 @@
+"""One exception tree for enclavia.
+
+Every failure that crosses a trust boundary is one of these. Each class has a stable ``code``
+(what clients, logs and metrics see) and an HTTP ``status`` used when it is turned into RFC 9457
+problem+json. Messages are fixed, content-free strings: never put request data, keys, tokens or
+evidence bytes into an exception's arguments.
+
+::
+
+    EnclaviaError
+    ├── CryptoError
+    │   ├── MalformedMessageError          bytes that do not parse as OHTTP / BHTTP / key config
+    │   ├── UnknownKeyIdError              request sealed to a key id the enclave does not hold
+    │   ├── UnsupportedSuiteError          KEM/KDF/AEAD not in the measured configuration (no downgrade)
+    │   ├── DecryptionError                AEAD open failed (bit flip, wrong key, wrong AAD)
+    │   └── InvalidPublicKeyError          low-order or malformed public key
+    ├── AttestationError
+    │   ├── EvidenceFormatError            evidence does not parse (lengths, versions, CBOR)
+    │   ├── SignatureInvalidError          evidence signature does not verify
+    │   ├── CertificateChainError          chain does not reach a pinned root
+    │   │   ├── CertificateExpiredError
+    │   │   ├── CertificateNotYetValidError
+    │   │   ├── CertificateRevokedError
+    │   │   └── UntrustedRootError
+    │   ├── NonceMismatchError             evidence is not for the nonce we sent
+    │   ├── ReplayedNonceError             nonce seen before / unknown / expired
+    │   ├── ReportDataMismatchError        report_data does not bind what was presented
+    │   ├── EvidenceTooOldError
+    │   ├── TcbError                       TCB below floor or status not accepted
+    │   ├── DebugEnclaveError              debug mode evidence
+    │   ├── ChipMismatchError              endorsement key is for another chip
+    │   ├── CollateralError                collateral missing, expired or not matching
+    │   └── RevocationUnknownError         revocation could not be checked and policy demands it
+    ├── PolicyError
+    │   ├── PolicyLoadError                policy file invalid (incl. allow-list entries that pin nothing)
+    │   ├── MeasurementNotAllowedError
+    │   ├── DevProfileRequiredError        simulated TEE under a non-dev policy
+    │   ├── PolicyConditionFailedError     a CEL condition evaluated false
+    │   └── PolicyRevisionConflictError    compare-and-set on revision lost
+    ├── EnclaveError
+    │   ├── BadRequestError                inner request invalid (feature names, NaN, content type)
+    │   ├── NotFoundError                  unknown route or model
+    │   ├── PayloadTooLargeError
+    │   ├── SecretsUnavailableError        keys not (yet) released: 503
+    │   └── EnclaveUnavailableError        enclave process not reachable: 503
+    ├── BrokerError
+    │   ├── TokenInvalidError              attestation token bad, expired, wrong audience
+    │   ├── SecretNotFoundError
+    │   ├── SecretPathInvalidError         traversal, bad characters
+    │   ├── ReleaseDeniedError             policy refused this secret to this enclave
+    │   └── StoreUnavailableError          database or key store down: 503
+    ├── AuditError
+    │   ├── AuditWriteError                append failed: the action it records fails too
+    │   └── AuditVerificationError         chain broken: edited, deleted or reordered records
+    ├── TransparencyLogError
+    │   ├── InclusionProofError
+    │   └── ConsistencyProofError
+    └── TransportError                     client could not reach host / relay
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class EnclaviaError(Exception):
+    """Root of the tree. ``code`` is stable and safe to show; the message is fixed text."""
+
+    code: ClassVar[str] = "enclavia.error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        # detail must be a fixed, content-free phrase chosen by the raiser.
+        self.detail = detail or self.title
+        super().__init__(self.detail)
+
+
+# --- crypto -------------------------------------------------------------------------------------
+
+
+class CryptoError(EnclaviaError):
+    code = "crypto.error"
+    status = 400
+    title = "Cryptographic failure"
+
+
+class MalformedMessageError(CryptoError):
+    code = "crypto.malformed"
+    title = "Malformed encapsulated message"
+
+
+class UnknownKeyIdError(CryptoError):
+    code = "crypto.unknown_key_id"
+    status = 422
+    title = "Request sealed to a key this enclave does not hold; re-attest"
+
+
+class UnsupportedSuiteError(CryptoError):
+    code = "crypto.unsupported_suite"
+    title = "HPKE suite not in the measured configuration"
+
+
+class DecryptionError(CryptoError):
+    code = "crypto.decrypt_failed"
+    title = "Decryption failed"
+
+
+class InvalidPublicKeyError(CryptoError):
+    code = "crypto.invalid_public_key"
+    title = "Invalid public key"
+
+
+# --- attestation --------------------------------------------------------------------------------
+
+
+class AttestationError(EnclaviaError):
+    code = "attestation.error"
+    status = 403
+    title = "Attestation failed"
+
+
+class EvidenceFormatError(AttestationError):
+    code = "attestation.malformed_evidence"
+    title = "Evidence does not parse"
+
+
+class SignatureInvalidError(AttestationError):
+    code = "attestation.bad_signature"
+    title = "Evidence signature does not verify"
+
+
+class CertificateChainError(AttestationError):
+    code = "attestation.bad_chain"
+    title = "Certificate chain does not verify"
+
+
+class CertificateExpiredError(CertificateChainError):
+    code = "attestation.cert_expired"
+    title = "A certificate in the chain has expired"
+
+
+class CertificateNotYetValidError(CertificateChainError):
+    code = "attestation.cert_not_yet_valid"
+    title = "A certificate in the chain is not yet valid"
+
+
+class CertificateRevokedError(CertificateChainError):
+    code = "attestation.cert_revoked"
+    title = "A certificate in the chain is revoked"
+
+
+class UntrustedRootError(CertificateChainError):
+    code = "attestation.untrusted_root"
+    title = "Chain does not end at a pinned root"
+
+
+class NonceMismatchError(AttestationError):
+    code = "attestation.nonce_mismatch"
+    title = "Evidence is not for this nonce"
+
+
+class ReplayedNonceError(AttestationError):
+    code = "attestation.replayed_nonce"
+    title = "Nonce unknown, expired or already used"
+
+
+class ReportDataMismatchError(AttestationError):
+    code = "attestation.report_data_mismatch"
+    title = "report_data does not bind the presented key configuration"
+
+
+class EvidenceTooOldError(AttestationError):
+    code = "attestation.evidence_too_old"
+    title = "Evidence is older than the policy allows"
+
+
+class TcbError(AttestationError):
+    code = "attestation.tcb"
+    title = "TCB below the floor or status not accepted"
+
+
+class DebugEnclaveError(AttestationError):
+    code = "attestation.debug"
+    title = "Evidence from a debug enclave"
+
+
+class ChipMismatchError(AttestationError):
+    code = "attestation.chip_mismatch"
+    title = "Endorsement key belongs to another chip"
+
+
+class CollateralError(AttestationError):
+    code = "attestation.collateral"
+    title = "Collateral missing, expired or not matching"
+
+
+class RevocationUnknownError(AttestationError):
+    code = "attestation.revocation_unknown"
+    title = "Revocation status unknown and policy requires it"
+
+
+# --- policy -------------------------------------------------------------------------------------
+
+
+class PolicyError(EnclaviaError):
+    code = "policy.error"
+    status = 403
+    title = "Policy refused"
+
+
+class PolicyLoadError(PolicyError):
+    code = "policy.invalid"
+    status = 400
+    title = "Policy document invalid"
+
+
+class MeasurementNotAllowedError(PolicyError):
+    code = "policy.measurement_not_allowed"
+    title = "Measurement not on the allow-list"
+
+
+class DevProfileRequiredError(PolicyError):
+    code = "policy.simulated_requires_dev"
+    title = "Simulated TEE accepted only under profile: dev"
+
+
+class PolicyConditionFailedError(PolicyError):
+    code = "policy.condition_failed"
+    title = "Policy condition not met"
+
+
+class PolicyRevisionConflictError(PolicyError):
+    code = "policy.revision_conflict"
+    status = 409
+    title = "Policy revision changed concurrently"
+
+
+# --- enclave app --------------------------------------------------------------------------------
+
+
+class EnclaveError(EnclaviaError):
+    code = "enclave.error"
+    status = 500
+    title = "Enclave error"
+
+
+class BadRequestError(EnclaveError):
+    code = "request.invalid"
+    status = 400
+    title = "Invalid request"
+
+
+class NotFoundError(EnclaveError):
+    code = "request.not_found"
+    status = 404
+    title = "Not found"
+
+
+class PayloadTooLargeError(EnclaveError):
+    code = "request.too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class SecretsUnavailableError(EnclaveError):
+    code = "enclave.secrets_unavailable"
+    status = 503
+    title = "Keys for this route have not been released"
+
+
+class EnclaveUnavailableError(EnclaveError):
+    code = "enclave.unavailable"
+    status = 503
+    title = "Enclave unavailable"
+
+
+# --- broker -------------------------------------------------------------------------------------
+
+
+class BrokerError(EnclaviaError):
+    code = "broker.error"
+    status = 403
+    title = "Key broker refused"
+
+
+class TokenInvalidError(BrokerError):
+    code = "broker.token_invalid"
+    status = 401
+    title = "Attestation token invalid or expired"
+
+
+class SecretNotFoundError(BrokerError):
+    code = "broker.secret_not_found"
+    status = 404
+    title = "Secret not found"
+
+
+class SecretPathInvalidError(BrokerError):
+    code = "broker.secret_path_invalid"
+    status = 400
+    title = "Secret path invalid"
+
+
+class ReleaseDeniedError(BrokerError):
+    code = "broker.release_denied"
+    title = "Release denied by policy"
+
+
+class StoreUnavailableError(BrokerError):
+    code = "broker.store_unavailable"
+    status = 503
+    title = "Store unavailable"
+
+
+# --- audit and transparency ---------------------------------------------------------------------
+
+
+class AuditError(EnclaviaError):
+    code = "audit.error"
+    status = 503
+    title = "Audit failure"
+
+
+class AuditWriteError(AuditError):
+    code = "audit.write_failed"
+    title = "Audit append failed"
+
+
+class AuditVerificationError(AuditError):
+    code = "audit.verification_failed"
+    title = "Audit ledger does not verify"
+
+
+class TransparencyLogError(EnclaviaError):
+    code = "tlog.error"
+    status = 403
+    title = "Transparency log check failed"
+
+
+class InclusionProofError(TransparencyLogError):
+    code = "tlog.inclusion"
+    title = "Inclusion proof does not verify"
+
+
+class ConsistencyProofError(TransparencyLogError):
+    code = "tlog.consistency"
+    title = "Consistency proof does not verify"
+
+
+# --- transport ----------------------------------------------------------------------------------
+
+
+class TransportError(EnclaviaError):
+    code = "transport.error"
+    status = 502
+    title = "Could not reach the service"
+
+
+def all_error_classes() -> list[type[EnclaviaError]]:
+    """Every class in the tree (used to check codes are unique and to map codes back to classes)."""
+    out: list[type[EnclaviaError]] = []
+    stack: list[type[EnclaviaError]] = [EnclaviaError]
+    while stack:
+        cls = stack.pop()
+        out.append(cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+def error_for_code(code: str) -> type[EnclaviaError]:
+    for cls in all_error_classes():
+        if cls.code == code:
+            return cls
+    return EnclaviaError

@@ -1,0 +1,1 @@
+"""Versioned policy documents: reference values, requirements, trust anchors, key-release rules."""
