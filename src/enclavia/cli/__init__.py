@@ -1,0 +1,1 @@
+"""Typer command line, thin: each topic module registers its commands."""

@@ -1,0 +1,1 @@
+"""Attester backends: produce evidence for given report_data inside the TEE."""
