@@ -25,6 +25,7 @@ evidence bytes into an exception's arguments.
     │   ├── NonceMismatchError             evidence is not for the nonce we sent
     │   ├── ReplayedNonceError             nonce seen before / unknown / expired
     │   ├── ReportDataMismatchError        report_data does not bind what was presented
+    │   ├── ManifestMismatchError          manifest presented is not the one measured
     │   ├── EvidenceTooOldError
     │   ├── TcbError                       TCB below floor or status not accepted
     │   ├── DebugEnclaveError              debug mode evidence
@@ -168,6 +169,11 @@ class ReplayedNonceError(AttestationError):
 class ReportDataMismatchError(AttestationError):
     code = "attestation.report_data_mismatch"
     title = "report_data does not bind the presented key configuration"
+
+
+class ManifestMismatchError(AttestationError):
+    code = "attestation.manifest_mismatch"
+    title = "Manifest presented is not the one measured"
 
 
 class EvidenceTooOldError(AttestationError):

@@ -1,0 +1,58 @@
+"""Framing on the one Unix socket between host and enclave. Carries opaque bytes only.
+
+request  = version:u8 kind:u8 tp_len:u16 body_len:u32 || traceparent || body
+response = version:u8 ok:u8  code_len:u16 body_len:u32 || error code || body
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+VERSION = 1
+HEADER = struct.Struct(">BBHI")
+MAX_BODY = 16 << 20
+MAX_TRACEPARENT = 64
+MAX_CODE = 128
+
+
+class Kind(IntEnum):
+    ATTEST = 1
+    GATEWAY = 2
+    HEALTH = 3
+    METRICS = 4
+
+
+class ChannelError(Exception):
+    """Framing violated or peer gone. Fixed messages only."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    kind: int
+    meta: bytes  # traceparent in requests, error code in responses
+    body: bytes
+
+
+def encode(kind: int, meta: bytes, body: bytes) -> bytes:
+    if len(body) > MAX_BODY or len(meta) > 0xFFFF:
+        raise ChannelError("frame too large")
+    return HEADER.pack(VERSION, kind, len(meta), len(body)) + meta + body
+
+
+async def read_frame(reader: asyncio.StreamReader, max_meta: int) -> Frame:
+    try:
+        header = await reader.readexactly(HEADER.size)
+    except asyncio.IncompleteReadError:
+        raise ChannelError("peer closed") from None
+    version, kind, meta_len, body_len = HEADER.unpack(header)
+    if version != VERSION or meta_len > max_meta or body_len > MAX_BODY:
+        raise ChannelError("bad frame header")
+    try:
+        meta = await reader.readexactly(meta_len)
+        body = await reader.readexactly(body_len)
+    except asyncio.IncompleteReadError:
+        raise ChannelError("peer closed mid-frame") from None
+    return Frame(kind, meta, body)

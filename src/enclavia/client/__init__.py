@@ -1,0 +1,5 @@
+"""Client SDK: verify attestation, then encrypt to the attested key. Also the local proxy."""
+
+from enclavia.client.sdk import Client, VerifiedEnclave
+
+__all__ = ["Client", "VerifiedEnclave"]

@@ -1,0 +1,165 @@
+"""Python SDK: `Client(url, policy=...)` attests, verifies, then sends OHTTP-encapsulated requests."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from enclavia.client.verify import VerifiedEnclave, verify_bundle
+from enclavia.crypto.bhttp import Request, decode_response, encode_request
+from enclavia.crypto.ohttp import REQUEST_MEDIA_TYPE, encapsulate_request
+from enclavia.errors import (
+    EnclaveUnavailableError,
+    EnclaviaError,
+    TransportError,
+    UnknownKeyIdError,
+    error_for_code,
+)
+from enclavia.policy.document import Policy, load_policy
+
+NONCE_LEN = 32
+_REATTEST_CODES = {UnknownKeyIdError.code, EnclaveUnavailableError.code}
+
+
+class Client:
+    """Confidential client. Nothing is sent to the enclave before its attestation verifies."""
+
+    def __init__(
+        self,
+        url: str,
+        policy: Policy | str | Path,
+        *,
+        http: httpx.Client | None = None,
+        timeout: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reattest_wait: float = 10.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        self._http = http or httpx.Client(timeout=timeout)
+        self._clock = clock
+        self._used_nonces: deque[bytes] = deque(maxlen=1024)
+        self._enclave: VerifiedEnclave | None = None
+        self._reattest_wait = reattest_wait
+
+    # -- attestation ---------------------------------------------------------------------------
+
+    def attest(self, nonce: bytes | None = None) -> VerifiedEnclave:
+        nonce = nonce if nonce is not None else secrets.token_bytes(NONCE_LEN)
+        resp = self._get(f"/v1/attestation?nonce={nonce.hex()}")
+        if resp.status_code != 200:
+            _raise_problem(resp.content)
+        try:
+            enclave = verify_bundle(
+                resp.content,
+                expected_nonce=nonce,
+                policy=self.policy,
+                now=self._clock(),
+                used_nonces=set(self._used_nonces),
+            )
+        finally:
+            self._used_nonces.append(nonce)
+        self._enclave = enclave
+        return enclave
+
+    @property
+    def enclave(self) -> VerifiedEnclave:
+        return self._enclave if self._enclave is not None else self.attest()
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Send one inner request; re-attest once and retry once if the key config went stale."""
+        try:
+            return self._send(method, path, body)
+        except (UnknownKeyIdError, EnclaveUnavailableError):
+            self._enclave = None
+            self._attest_with_wait()
+            return self._send(method, path, body)
+
+    def predict(self, model: str, features: Mapping[str, float]) -> dict[str, Any]:
+        status, out = self.request("POST", f"/v1/predict/{model}", {"features": dict(features)})
+        return _ok(status, out)
+
+    def models(self) -> dict[str, Any]:
+        status, out = self.request("GET", "/v1/models")
+        return _ok(status, out)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _attest_with_wait(self) -> None:
+        deadline = time.monotonic() + self._reattest_wait
+        while True:
+            try:
+                self.attest()
+                return
+            except EnclaveUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        enclave = self.enclave
+        content = b"" if body is None else json.dumps(body, allow_nan=False).encode()
+        headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),) if body is not None else ()
+        inner = encode_request(
+            Request(method=method, scheme="https", authority="enclave", path=path, headers=headers, content=content)
+        )
+        message, ctx = encapsulate_request(enclave.key_config, inner)
+        resp = self._post("/v1/gateway", message)
+        if resp.status_code != 200:
+            _raise_problem(resp.content)
+        response = decode_response(ctx.decapsulate_response(resp.content))
+        try:
+            payload = json.loads(response.content) if response.content else None
+        except ValueError:
+            payload = None
+        return response.status, payload
+
+    def _get(self, path: str) -> httpx.Response:
+        try:
+            return self._http.get(self.url + path)
+        except httpx.HTTPError:
+            raise TransportError() from None
+
+    def _post(self, path: str, content: bytes) -> httpx.Response:
+        try:
+            return self._http.post(
+                self.url + path, content=content, headers={"content-type": REQUEST_MEDIA_TYPE}
+            )
+        except httpx.HTTPError:
+            raise TransportError() from None
+
+
+def _raise_problem(content: bytes) -> None:
+    try:
+        code = json.loads(content).get("code", "")
+    except (ValueError, AttributeError):
+        code = ""
+    raise error_for_code(str(code))()
+
+
+def _ok(status: int, payload: Any) -> dict[str, Any]:
+    if status >= 400:
+        code = payload.get("code", "") if isinstance(payload, dict) else ""
+        raise error_for_code(str(code))()
+    if not isinstance(payload, dict):
+        raise EnclaviaError("unexpected response shape")
+    return payload

@@ -1,0 +1,58 @@
+"""Boot the enclave: harden the process, load models, build the manifest, choose the attester."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from enclavia.attestation.manifest import ImageManifest
+from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
+from enclavia.enclave.core import Enclave
+from enclavia.enclave.image import build_manifest
+from enclavia.enclave.routes import InnerApp
+from enclavia.inference.linear import LinearClassifier
+from enclavia.observability.metrics import EnclaveMetrics
+from enclavia.tee.simulated import SimulatedAttester, load_platform_key
+
+
+@dataclass(frozen=True)
+class EnclaveConfig:
+    model_dir: Path
+    sim_dir: Path
+    tee: str = "simulated"
+    suite: Suite = DEFAULT_SUITE
+    max_request_bytes: int = 1 << 20
+    egress: tuple[str, ...] = field(default=())
+
+    def measured(self) -> dict[str, Any]:
+        """The part of the configuration that goes into the manifest (no paths: they vary by host)."""
+        return {
+            "tee": self.tee,
+            "suite": {"kem_id": self.suite.kem_id, "kdf_id": self.suite.kdf_id, "aead_id": self.suite.aead_id},
+            "max_request_bytes": self.max_request_bytes,
+            "egress": list(self.egress),
+        }
+
+
+def load_models(model_dir: Path) -> dict[str, LinearClassifier]:
+    models: dict[str, LinearClassifier] = {}
+    for path in sorted(model_dir.glob("*.json")):
+        model = LinearClassifier(path.read_bytes())
+        models[model.name] = model
+    return models
+
+
+def manifest_for(config: EnclaveConfig, models: Mapping[str, LinearClassifier]) -> ImageManifest:
+    return build_manifest({name: m.digest for name, m in models.items()}, config.measured())
+
+
+def build_enclave(config: EnclaveConfig, metrics: EnclaveMetrics, log: Any = None) -> Enclave:
+    models = load_models(config.model_dir)
+    manifest = manifest_for(config, models)
+    if config.tee != "simulated":
+        raise ValueError("only the simulated TEE attester is wired in this build")
+    attester = SimulatedAttester(platform_key=load_platform_key(config.sim_dir), measurement=manifest.digest())
+    app = InnerApp(models=models, metrics=metrics, log=log)
+    return Enclave(attester, manifest, app, suite=config.suite)

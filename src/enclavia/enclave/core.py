@@ -1,0 +1,84 @@
+"""The enclave: key material, attestation bundles and the OHTTP gateway. No sockets here."""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from enclavia.attestation.binding import compute_report_data
+from enclavia.attestation.bundle import AttestationBundle
+from enclavia.attestation.manifest import ImageManifest
+from enclavia.crypto.bhttp import decode_request, encode_response
+from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
+from enclavia.crypto.ohttp import Gateway, GatewayKey
+from enclavia.crypto.signing import SigningKey
+from enclavia.enclave.routes import InnerApp
+from enclavia.errors import ReplayedNonceError
+from enclavia.tee.base import Attester
+
+NONCE_MEMORY = 65536
+
+
+@dataclass
+class NonceLedger:
+    """Refuses a nonce it has already answered (bounded memory, oldest forgotten first)."""
+
+    capacity: int = NONCE_MEMORY
+    _seen: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+
+    def consume(self, nonce: bytes) -> None:
+        if nonce in self._seen:
+            raise ReplayedNonceError()
+        self._seen[nonce] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+
+class Enclave:
+    def __init__(
+        self,
+        attester: Attester,
+        manifest: ImageManifest,
+        app: InnerApp,
+        *,
+        suite: Suite = DEFAULT_SUITE,
+        key_id: int | None = None,
+    ) -> None:
+        self.attester = attester
+        self.manifest = manifest
+        self.manifest_digest = manifest.digest()
+        self.app = app
+        self.suite = suite
+        # A fresh gateway key per enclave start: a restarted enclave cannot open old requests,
+        # and clients see UnknownKeyIdError and re-attest.
+        self.gateway_key = GatewayKey.generate(key_id if key_id is not None else secrets.randbelow(256), suite)
+        self.key_config = self.gateway_key.config.encode()
+        self.signing_key = SigningKey.generate()
+        self._gateway = Gateway([self.gateway_key])
+        self._nonces = NonceLedger()
+
+    def attestation_bundle(self, nonce: bytes) -> AttestationBundle:
+        self._nonces.consume(nonce)
+        report_data = compute_report_data(
+            nonce, self.key_config, self.signing_key.public_bytes, self.manifest_digest
+        )
+        ev = self.attester.attest(report_data)
+        return AttestationBundle(
+            tee=ev.tee,
+            evidence=ev.evidence,
+            certificates=ev.certificates,
+            aux=ev.aux,
+            collateral=None,
+            key_config=self.key_config,
+            signing_public_key=self.signing_key.public_bytes,
+            manifest=self.manifest,
+            nonce=nonce,
+        )
+
+    def handle_gateway(self, message: bytes) -> bytes:
+        """Open an OHTTP request, run the inner route, seal the response. Raises CryptoError subclasses."""
+        inner, ctx = self._gateway.decapsulate_request(message)
+        request = decode_request(inner)
+        response = self.app.handle(request)
+        return ctx.encapsulate_response(encode_response(response))

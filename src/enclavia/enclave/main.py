@@ -1,0 +1,65 @@
+"""Entry point of the enclave process: `python -m enclavia.enclave.main --socket PATH ...`.
+
+Started by the host supervisor; it is the only process that holds keys and sees plaintext.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from enclavia.enclave.boot import EnclaveConfig, build_enclave
+from enclavia.enclave.hardening import harden
+from enclavia.enclave.server import EnclaveServer
+from enclavia.observability import logging as elog
+from enclavia.observability.metrics import EnclaveMetrics
+
+
+async def _run(args: argparse.Namespace) -> None:
+    log = elog.get_logger()
+    config = EnclaveConfig(model_dir=Path(args.model_dir), sim_dir=Path(args.sim_dir), tee=args.tee)
+    log.info("enclave.starting", tee=config.tee, suite="x25519-sha256-aes256gcm")
+    metrics = EnclaveMetrics()
+    enclave = build_enclave(config, metrics, log=log.info)
+    metrics.measurement.labels(enclave.manifest_digest.hex()).set(1)
+    if os.path.exists(args.socket):
+        os.unlink(args.socket)
+    server = await EnclaveServer(enclave, metrics, log.info).serve(args.socket)
+    os.chmod(args.socket, 0o600)
+    log.info(
+        "enclave.ready",
+        measurement=enclave.manifest_digest.hex(),
+        manifest_digest=enclave.manifest_digest.hex(),
+        key_id=enclave.gateway_key.config.key_id,
+        socket=args.socket,
+        models=sorted(enclave.app.models),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+    log.info("enclave.stopping", signal="term")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="enclavia-enclave")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--sim-dir", required=True)
+    parser.add_argument("--tee", default="simulated")
+    args = parser.parse_args(argv)
+    elog.configure("enclave")
+    report = harden()
+    elog.get_logger().info(
+        "enclave.hardening", dumpable=report.dumpable, netns=report.netns, reason=report.reason
+    )
+    asyncio.run(_run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Inner routes: the application the client talks to through OHTTP. Runs only inside the enclave."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from enclavia.crypto.bhttp import Request, Response
+from enclavia.errors import BadRequestError, EnclaviaError, NotFoundError, PayloadTooLargeError
+from enclavia.inference.linear import LinearClassifier
+from enclavia.observability.metrics import EnclaveMetrics
+from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
+
+JSON = "application/json"
+MAX_INNER_BODY = 1 << 20
+
+
+class UnsupportedMediaTypeError(BadRequestError):
+    code = "request.unsupported_media_type"
+    status = 415
+    title = "Content type must be application/json"
+
+
+class MethodNotAllowedError(BadRequestError):
+    code = "request.method_not_allowed"
+    status = 405
+    title = "Method not allowed"
+
+
+@dataclass
+class InnerApp:
+    models: Mapping[str, LinearClassifier]
+    metrics: EnclaveMetrics = field(default_factory=EnclaveMetrics)
+    log: Callable[..., Any] | None = None
+
+    def handle(self, req: Request) -> Response:
+        start = time.perf_counter()
+        route, model = _route_label(req.path)
+        try:
+            resp = self._dispatch(req)
+            outcome, code = "ok", None
+        except EnclaviaError as err:
+            resp = _problem_response(err)
+            outcome, code = "error", err.code
+        elapsed = time.perf_counter() - start
+        self.metrics.requests.labels(route, outcome).inc()
+        self.metrics.latency.labels(route).observe(elapsed)
+        if self.log is not None:
+            self.log(
+                "enclave.request",
+                route=route,
+                model=model,
+                status=resp.status,
+                outcome=outcome,
+                error_code=code,
+                bytes_in=len(req.content),
+                bytes_out=len(resp.content),
+                duration_ms=round(elapsed * 1000, 3),
+            )
+        return resp
+
+    def _dispatch(self, req: Request) -> Response:
+        path = req.path.split("?", 1)[0]
+        if path == "/v1/models":
+            _require_method(req, "GET")
+            return _json_response({"object": "list", "data": [m.describe() for m in self.models.values()]})
+        if path.startswith("/v1/predict/"):
+            _require_method(req, "POST")
+            return self._predict(path.removeprefix("/v1/predict/"), req)
+        raise NotFoundError()
+
+    def _predict(self, model_id: str, req: Request) -> Response:
+        model = self.models.get(model_id)
+        if model is None:
+            raise NotFoundError("unknown model")
+        body = _json_body(req)
+        if not isinstance(body, dict) or set(body) - {"features"} or "features" not in body:
+            raise BadRequestError('body must be {"features": {name: number}}')
+        pred = model.predict(body["features"])
+        return _json_response(
+            {
+                "model": model_id,
+                "model_sha256": model.digest,
+                "class": pred.label,
+                "probability": pred.probability,
+                "probabilities": dict(pred.probabilities),
+            }
+        )
+
+
+def _route_label(path: str) -> tuple[str, str | None]:
+    """Fixed route vocabulary for logs and metric labels; the model id only if it is a known shape."""
+    path = path.split("?", 1)[0]
+    if path == "/v1/models":
+        return "models", None
+    if path.startswith("/v1/predict/"):
+        return "predict", None
+    return "other", None
+
+
+def _require_method(req: Request, method: str) -> None:
+    if req.method.upper() != method:
+        raise MethodNotAllowedError()
+
+
+def _header(req: Request, name: str) -> str | None:
+    for k, v in req.headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _json_body(req: Request) -> Any:
+    ctype = (_header(req, "content-type") or "").split(";", 1)[0].strip().lower()
+    if ctype != JSON:
+        raise UnsupportedMediaTypeError()
+    if len(req.content) > MAX_INNER_BODY:
+        raise PayloadTooLargeError()
+    try:
+        return json.loads(req.content, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequestError("body is not valid JSON") from None
+
+
+def _reject_constant(_: str) -> Any:
+    # NaN / Infinity literals are not JSON; refuse them at parse time.
+    raise ValueError("non-finite constant")
+
+
+def _json_response(obj: Any, status: int = 200) -> Response:
+    body = json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+    return Response(status=status, headers=(("content-type", JSON),), content=body)
+
+
+def _problem_response(err: EnclaviaError) -> Response:
+    return Response(
+        status=err.status, headers=(("content-type", PROBLEM_MEDIA_TYPE),), content=problem_bytes(err)
+    )

@@ -1,0 +1,152 @@
+"""Host HTTP API (FastAPI): attestation relay, OHTTP relay, health, metrics. Bytes only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from enclavia import channel
+from enclavia.errors import (
+    BadRequestError,
+    EnclaveUnavailableError,
+    EnclaviaError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from enclavia.host.link import EnclaveLink, Supervisor
+from enclavia.host.ratelimit import TokenBucket
+from enclavia.observability.logging import get_logger
+from enclavia.observability.metrics import HostMetrics
+from enclavia.observability.trace import new_traceparent, parse_traceparent
+from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
+
+OHTTP_REQ = "message/ohttp-req"
+OHTTP_RES = "message/ohttp-res"
+MAX_GATEWAY_BODY = 2 << 20
+
+
+class UnsupportedMediaTypeError(BadRequestError):
+    code = "request.unsupported_media_type"
+    status = 415
+    title = "Content type must be message/ohttp-req"
+
+
+class RateLimitedError(EnclaviaError):
+    code = "request.rate_limited"
+    status = 429
+    title = "Too many attestation requests"
+
+
+@dataclass
+class HostState:
+    link: EnclaveLink
+    supervisor: Supervisor | None
+    metrics: HostMetrics
+    attest_bucket: TokenBucket
+
+
+def _problem(err: EnclaviaError | type[EnclaviaError], traceparent: str) -> Response:
+    cls = err if isinstance(err, type) else type(err)
+    return Response(
+        problem_bytes(cls, traceparent), status_code=cls.status, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def create_app(state: HostState) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if state.supervisor is not None:
+            await state.supervisor.start()
+        yield
+        if state.supervisor is not None:
+            await state.supervisor.stop()
+
+    app = FastAPI(title="enclavia host", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    log = get_logger()
+
+    async def relay(route: str, kind: channel.Kind, body: bytes, request: Request, media: str) -> Response:
+        tp = parse_traceparent(request.headers.get("traceparent")) or new_traceparent()
+        start = time.perf_counter()
+        try:
+            out = await state.link.call(kind, body, tp)
+            resp = Response(out, media_type=media, headers={"cache-control": "no-store", "traceparent": tp})
+            outcome = "ok"
+        except EnclaviaError as err:
+            resp, outcome = _problem(err, tp), err.code
+            if isinstance(err, EnclaveUnavailableError):
+                log.info("host.enclave_unreachable", route=route, error_code=err.code, correlation_id=tp)
+        elapsed = time.perf_counter() - start
+        state.metrics.requests.labels(route, outcome).inc()
+        state.metrics.latency.labels(route).observe(elapsed)
+        log.info(
+            "host.request",
+            route=route,
+            status=resp.status_code,
+            outcome=outcome,
+            bytes_in=len(body),
+            bytes_out=len(resp.body),
+            duration_ms=round(elapsed * 1000, 3),
+            correlation_id=tp,
+        )
+        return resp
+
+    @app.get("/v1/attestation")
+    async def attestation(request: Request) -> Response:
+        nonce = request.query_params.get("nonce", "")
+        if not state.attest_bucket.allow():
+            state.metrics.rate_limited.labels("attestation").inc()
+            log.info("host.rate_limited", route="attestation")
+            return _problem(RateLimitedError, "")
+        if not 32 <= len(nonce) <= 128 or any(c not in "0123456789abcdefABCDEF" for c in nonce):
+            return _problem(BadRequestError, "")
+        return await relay("attestation", channel.Kind.ATTEST, nonce.encode("ascii"), request, "application/json")
+
+    @app.post("/v1/gateway")
+    async def gateway(request: Request) -> Response:
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype != OHTTP_REQ:
+            return _problem(UnsupportedMediaTypeError, "")
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_GATEWAY_BODY):
+            return _problem(PayloadTooLargeError, "")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_GATEWAY_BODY:
+                return _problem(PayloadTooLargeError, "")
+        return await relay("gateway", channel.Kind.GATEWAY, bytes(body), request, OHTTP_RES)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        up = state.supervisor.up if state.supervisor is not None else True
+        body = b'{"status":"ok","enclave":"up"}' if up else b'{"status":"degraded","enclave":"down"}'
+        return Response(body, status_code=200 if up else 503, media_type="application/json")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        text = generate_latest(state.metrics.registry)
+        try:
+            text += await state.link.call(channel.Kind.METRICS, b"")
+        except EnclaviaError:
+            pass
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        # Starlette's own 404/405 bodies are fine, but keep one shape and never echo the path.
+        return _problem(NotFoundError if exc.status_code == 404 else BadRequestError, "")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, __: RequestValidationError) -> Response:
+        # FastAPI's default body echoes the input; ours never does.
+        return _problem(BadRequestError, "")
+
+    return app

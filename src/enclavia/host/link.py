@@ -1,0 +1,135 @@
+"""The host's side of the enclave socket: a small connection pool and a process supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from enclavia import channel
+from enclavia.errors import EnclaveUnavailableError, EnclaviaError, error_for_code
+from enclavia.observability.logging import get_logger
+from enclavia.observability.metrics import HostMetrics
+
+
+class EnclaveLink:
+    """Pooled connections to the enclave socket; one request in flight per connection."""
+
+    def __init__(self, socket_path: str, pool_size: int = 16) -> None:
+        self.socket_path = socket_path
+        self._idle: asyncio.LifoQueue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.LifoQueue()
+        self._slots = asyncio.Semaphore(pool_size)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.open_unix_connection(self.socket_path, limit=channel.MAX_BODY + 1024)
+        except OSError:
+            raise EnclaveUnavailableError() from None
+
+    async def call(self, kind: channel.Kind, body: bytes, traceparent: str = "") -> bytes:
+        """Send one frame; return the body, or raise the enclave's error class (by stable code)."""
+        async with self._slots:
+            conn = self._idle.get_nowait() if not self._idle.empty() else await self._connect()
+            reader, writer = conn
+            try:
+                writer.write(channel.encode(kind, traceparent.encode("ascii"), body))
+                await writer.drain()
+                frame = await channel.read_frame(reader, channel.MAX_CODE)
+            except (channel.ChannelError, ConnectionError, OSError):
+                writer.close()
+                raise EnclaveUnavailableError() from None
+            self._idle.put_nowait(conn)
+        if frame.kind == 1:
+            return frame.body
+        raise error_for_code(frame.meta.decode("ascii", "replace"))()
+
+    def reset(self) -> None:
+        while not self._idle.empty():
+            _, writer = self._idle.get_nowait()
+            writer.close()
+
+
+@dataclass
+class Supervisor:
+    """Runs the enclave process, restarts it when it dies. Only argv strings cross: no imports."""
+
+    link: EnclaveLink
+    args: Sequence[str]
+    metrics: HostMetrics
+    restart_delay: float = 0.2
+    ready_timeout: float = 60.0
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    _task: asyncio.Task[None] | None = None
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: bool = False
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "enclavia.enclave.main", "--socket", self.link.socket_path, *self.args]
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), self.ready_timeout)
+
+    async def _spawn(self) -> None:
+        log = get_logger()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.link.socket_path)
+        self.process = await asyncio.create_subprocess_exec(*self.command())
+        log.info("host.enclave_spawned", child_pid=self.process.pid, restarts=self.restarts)
+        while self.process.returncode is None:
+            if await self._healthy():
+                self.metrics.enclave_up.set(1)
+                self._ready.set()
+                return
+            await asyncio.sleep(0.05)
+
+    async def _healthy(self) -> bool:
+        if not os.path.exists(self.link.socket_path):
+            return False
+        try:
+            await self.link.call(channel.Kind.HEALTH, b"")
+        except EnclaviaError:
+            return False
+        return True
+
+    async def _run(self) -> None:
+        log = get_logger()
+        while not self._stopping:
+            await self._spawn()
+            assert self.process is not None
+            rc = await self.process.wait()
+            self.metrics.enclave_up.set(0)
+            self._ready.clear()
+            self.link.reset()
+            if self._stopping:
+                return
+            self.restarts += 1
+            self.metrics.enclave_restarts.inc()
+            log.info("host.enclave_exited", returncode=rc, restarts=self.restarts)
+            await asyncio.sleep(self.restart_delay)
+
+    @property
+    def up(self) -> bool:
+        return self._ready.is_set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self.link.reset()
+
+    def info(self) -> dict[str, Any]:
+        return {"enclave_pid": self.process.pid if self.process else None, "restarts": self.restarts}

@@ -1,0 +1,1 @@
+"""Model runtimes used inside the enclave."""

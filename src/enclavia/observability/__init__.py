@@ -1,0 +1,1 @@
+"""Content-free logging, metrics and trace context. Usable from every layer."""

@@ -1,0 +1,71 @@
+"""structlog JSON events with an allow-list per event.
+
+Every event name must be in EVENT_SCHEMA; any field not listed for it is dropped before rendering,
+so a careless ``log.info("x", body=...)`` cannot leak content. Unknown events keep only the base
+fields. Exception text is never rendered (it could hold input); only the exception's class name.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+BASE_FIELDS = frozenset({"event", "level", "timestamp", "component", "correlation_id", "pid"})
+
+# event name -> extra fields allowed on it. Values must be sizes, durations, codes, digests or ids.
+EVENT_SCHEMA: dict[str, frozenset[str]] = {
+    "host.started": frozenset({"listen", "socket"}),
+    "host.request": frozenset({"route", "status", "outcome", "bytes_in", "bytes_out", "duration_ms"}),
+    "host.enclave_spawned": frozenset({"child_pid", "restarts"}),
+    "host.enclave_exited": frozenset({"returncode", "restarts"}),
+    "host.enclave_unreachable": frozenset({"route", "error_code"}),
+    "host.rate_limited": frozenset({"route"}),
+    "enclave.starting": frozenset({"tee", "suite"}),
+    "enclave.hardening": frozenset({"dumpable", "netns", "reason"}),
+    "enclave.ready": frozenset({"measurement", "manifest_digest", "key_id", "socket", "models"}),
+    "enclave.attestation": frozenset({"outcome", "error_code", "duration_ms"}),
+    "enclave.request": frozenset(
+        {"route", "model", "status", "outcome", "error_code", "bytes_in", "bytes_out", "duration_ms"}
+    ),
+    "enclave.gateway_error": frozenset({"error_code"}),
+    "enclave.stopping": frozenset({"signal"}),
+    "client.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision"}),
+    "client.attestation_failed": frozenset({"error_code"}),
+    "client.retry": frozenset({"reason"}),
+    "broker.event": frozenset({"action", "outcome", "error_code", "policy_revision", "secret_ref", "tee"}),
+}
+
+
+def drop_unlisted_fields(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    allowed = BASE_FIELDS | EVENT_SCHEMA.get(str(event_dict.get("event")), frozenset())
+    for key in [k for k in event_dict if k not in allowed]:
+        del event_dict[key]
+    return event_dict
+
+
+def configure(component: str, stream: TextIO | None = None, level: int = logging.INFO) -> None:
+    """Idempotent; call once per process."""
+    import os
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            drop_unlisted_fields,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(component=component, pid=os.getpid())
+
+
+def get_logger() -> Any:
+    return structlog.get_logger()
