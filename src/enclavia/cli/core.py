@@ -1,0 +1,207 @@
+"""Core commands: sim init/policy, serve, attest, predict, model train."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from enclavia.cli import paths
+from enclavia.errors import EnclaviaError
+
+sim_app = typer.Typer(no_args_is_help=True, help="Simulated TEE (development only).")
+model_app = typer.Typer(no_args_is_help=True, help="Model artifacts.")
+
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sim_app, name="sim")
+    app.add_typer(model_app, name="model")
+    app.command("serve")(serve)
+    app.command("attest")(attest)
+    app.command("predict")(predict)
+
+
+# -- sim -----------------------------------------------------------------------------------------
+
+
+@sim_app.command("init")
+def sim_init(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to keep the platform key")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing key")] = False,
+) -> None:
+    """Create the software platform key of the simulated TEE (dev only)."""
+    from enclavia.tee.simulated import DEV_WARNING, init_platform_key
+
+    target = directory or paths.sim_dir()
+    pub = init_platform_key(target, force=force)
+    typer.echo(f"WARNING: {DEV_WARNING}", err=True)
+    typer.echo(f"platform key: {target}/platform_key.pem")
+    typer.echo(f"platform public key: {pub.hex()}")
+
+
+@sim_app.command("policy")
+def sim_policy(
+    out: Annotated[Path, typer.Option(help="Policy file to write")] = Path(".enclavia/dev-policy.yaml"),
+    model_dir: Annotated[Path | None, typer.Option(help="Model directory the enclave will load")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Simulated platform key directory")] = None,
+) -> None:
+    """Write a dev policy that pins this build's measurement and the simulated platform key."""
+    from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
+    from enclavia.tee.simulated import load_platform_key
+
+    sim = directory or paths.sim_dir()
+    config = EnclaveConfig(model_dir=model_dir or paths.default_model_dir(), sim_dir=sim)
+    manifest = manifest_for(config, load_models(config.model_dir))
+    text = dev_policy_text(manifest.digest().hex(), load_platform_key(sim).public_bytes.hex())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out} (profile: dev, measurement {manifest.digest().hex()})")
+
+
+def dev_policy_text(measurement_hex: str, platform_key_hex: str) -> str:
+    return (
+        "# Development policy: accepts the SIMULATED TEE. Never use in production.\n"
+        "policy_id: enclavia-dev\n"
+        "revision: 1\n"
+        "profile: dev\n"
+        "requirements:\n"
+        "  allow_debug: false\n"
+        "  max_evidence_age_s: 300\n"
+        "trust:\n"
+        f"  simulated_platform_keys: ['{platform_key_hex}']\n"
+        "reference_values:\n"
+        "  simulated:\n"
+        "    - name: local-build\n"
+        f"      measurement: '{measurement_hex}'\n"
+    )
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+
+@model_app.command("train")
+def model_train(
+    out: Annotated[Path, typer.Option(help="Artifact path")] = Path("build/models/clinical-risk.json"),
+    seed: int = 0,
+) -> None:
+    """Train the bundled clinical-risk classifier (Breast Cancer Wisconsin, scikit-learn)."""
+    from enclavia.inference.training import write_artifact
+
+    path = write_artifact(out, seed)
+    typer.echo(f"wrote {path}")
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def serve(
+    listen: Annotated[str, typer.Option(help="host:port for the host API")] = "127.0.0.1:8000",
+    model_dir: Annotated[Path | None, typer.Option(help="Model directory")] = None,
+    tee: Annotated[str, typer.Option(help="TEE backend")] = "simulated",
+    state: Annotated[Path | None, typer.Option("--state-dir", help="State directory")] = None,
+) -> None:
+    """Start the host API and, as a separate process, the enclave behind one Unix socket."""
+    import uvicorn
+
+    from enclavia.host.app import HostState, create_app
+    from enclavia.host.link import EnclaveLink, Supervisor
+    from enclavia.host.ratelimit import TokenBucket
+    from enclavia.observability import logging as elog
+    from enclavia.observability.metrics import HostMetrics
+
+    state_dir = state or paths.state_dir()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    host, _, port = listen.rpartition(":")
+    elog.configure("host")
+    metrics = HostMetrics()
+    link = EnclaveLink(str((state_dir / "enclave.sock").resolve()))
+    sim = (state_dir / "sim").resolve()
+    args = ["--model-dir", str((model_dir or paths.default_model_dir()).resolve()), "--sim-dir", str(sim), "--tee", tee]
+    supervisor = Supervisor(link=link, args=args, metrics=metrics)
+    app = create_app(HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0)))
+    elog.get_logger().info("host.started", listen=listen, socket=link.socket_path)
+    uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False)
+
+
+# -- client commands -----------------------------------------------------------------------------
+
+
+def _load_client(url: str, policy: Path | None) -> Any:
+    from enclavia.client.sdk import Client
+
+    return Client(url, policy or paths.default_policy())
+
+
+def _fail(err: EnclaviaError, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"trusted": False, "reason": err.code}))
+    else:
+        typer.echo(f"REJECTED: {err.code}", err=True)
+    raise typer.Exit(EXIT_REJECTED)
+
+
+def attest(
+    url: str,
+    nonce: Annotated[str | None, typer.Option(help="Nonce as hex (16-64 bytes); random if absent")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Policy file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+) -> None:
+    """Fetch and verify the enclave's attestation. Exit 0 when trusted, 1 when not (with a reason code)."""
+    try:
+        nonce_bytes = bytes.fromhex(nonce) if nonce else None
+    except ValueError:
+        typer.echo("nonce must be hex", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        with _load_client(url, policy) as client:
+            enclave = client.attest(nonce_bytes)
+    except EnclaviaError as err:
+        _fail(err, as_json)
+        return
+    result = enclave.result.to_json()
+    if as_json:
+        out = {"trusted": True, "result": result, "manifest": enclave.bundle.manifest.to_json()}
+        typer.echo(json.dumps(out, indent=2))
+        return
+    claims = enclave.result.claims
+    typer.echo("TRUSTED")
+    typer.echo(f"  tee:              {enclave.result.tee}")
+    typer.echo(f"  measurement:      {enclave.result.measurement}")
+    typer.echo(f"  allowed by:       {enclave.result.policy_id} rev {enclave.result.policy_revision}"
+               f" entry {enclave.result.reference_name}")
+    typer.echo(f"  debug:            {claims.debug}")
+    typer.echo(f"  evidence time:    {claims.issued_at.isoformat() if claims.issued_at else '-'}")
+    typer.echo(f"  report_data:      {claims.report_data.hex()[:32]}... binds nonce, key config, signing key,"
+               " manifest")
+    typer.echo(f"  key config id:    {enclave.key_config.key_id}")
+    typer.echo(f"  models:           {dict(enclave.bundle.manifest.models)}")
+    typer.echo(f"  code files:       {len(enclave.bundle.manifest.files)} measured")
+
+
+def predict(
+    url: str,
+    model: str,
+    input_file: Annotated[str, typer.Option("--input", help="JSON file with features, or - for stdin")],
+    policy: Annotated[Path | None, typer.Option(help="Policy file")] = None,
+) -> None:
+    """Send one encrypted prediction and print the decrypted JSON result."""
+    try:
+        raw = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
+        doc = json.loads(raw)
+    except (OSError, ValueError):
+        typer.echo("input must be a readable JSON file", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    features = doc.get("features", doc) if isinstance(doc, dict) else doc
+    try:
+        with _load_client(url, policy) as client:
+            out = client.predict(model, features)
+    except EnclaviaError as err:
+        typer.echo(f"ERROR: {err.code}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from None
+    typer.echo(json.dumps(out, indent=2))
