@@ -1,3 +1,4 @@
 """Per-platform verifiers. Each package has abi (parse), verify (numbered checks), appraise (policy)."""
 
 from enclavia.attestation.platforms.simulated import appraise as _simulated  # noqa: F401
+from enclavia.attestation.platforms.tdx import appraise as _tdx  # noqa: F401
