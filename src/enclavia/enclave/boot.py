@@ -48,11 +48,13 @@ def manifest_for(config: EnclaveConfig, models: Mapping[str, LinearClassifier]) 
     return build_manifest({name: m.digest for name, m in models.items()}, config.measured())
 
 
-def build_enclave(config: EnclaveConfig, metrics: EnclaveMetrics, log: Any = None) -> Enclave:
+def build_enclave(
+    config: EnclaveConfig, metrics: EnclaveMetrics, log: Any = None, key_id: int | None = None
+) -> Enclave:
     models = load_models(config.model_dir)
     manifest = manifest_for(config, models)
     if config.tee != "simulated":
         raise ValueError("only the simulated TEE attester is wired in this build")
     attester = SimulatedAttester(platform_key=load_platform_key(config.sim_dir), measurement=manifest.digest())
     app = InnerApp(models=models, metrics=metrics, log=log)
-    return Enclave(attester, manifest, app, suite=config.suite)
+    return Enclave(attester, manifest, app, suite=config.suite, key_id=key_id)

@@ -23,7 +23,7 @@ async def _run(args: argparse.Namespace) -> None:
     config = EnclaveConfig(model_dir=Path(args.model_dir), sim_dir=Path(args.sim_dir), tee=args.tee)
     log.info("enclave.starting", tee=config.tee, suite="x25519-sha256-aes256gcm")
     metrics = EnclaveMetrics()
-    enclave = build_enclave(config, metrics, log=log.info)
+    enclave = build_enclave(config, metrics, log=log.info, key_id=args.key_id)
     metrics.measurement.labels(enclave.manifest_digest.hex()).set(1)
     if os.path.exists(args.socket):
         os.unlink(args.socket)
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--sim-dir", required=True)
     parser.add_argument("--tee", default="simulated")
+    parser.add_argument("--key-id", type=int, default=None, help="OHTTP key id (the host varies it per restart)")
     args = parser.parse_args(argv)
     elog.configure("enclave")
     report = harden()

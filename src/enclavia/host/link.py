@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -67,9 +68,15 @@ class Supervisor:
     _task: asyncio.Task[None] | None = None
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: bool = False
+    _key_id_base: int = field(default_factory=lambda: secrets.randbelow(256))
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "enclavia.enclave.main", "--socket", self.link.socket_path, *self.args]
+        # A different OHTTP key id after each restart, so stale clients get UnknownKeyIdError and re-attest.
+        key_id = (self._key_id_base + self.restarts) % 256
+        return [
+            sys.executable, "-m", "enclavia.enclave.main", "--socket", self.link.socket_path,
+            "--key-id", str(key_id), *self.args,
+        ]
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
