@@ -93,8 +93,18 @@ def start_served(home: Path) -> Served:
     port = free_port()
     log_path = home / "serve.log"
     env = {**os.environ, "ENCLAVIA_HOME": str(home)}
-    cmd = [sys.executable, "-m", "enclavia.cli.main", "serve", "--listen", f"127.0.0.1:{port}",
-           "--model-dir", str(model_dir), "--state-dir", str(home)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "enclavia.cli.main",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--model-dir",
+        str(model_dir),
+        "--state-dir",
+        str(home),
+    ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     served = Served(
@@ -116,7 +126,9 @@ def process_memory_contains(pid: int, needle: bytes) -> bool:
     with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
         for line in maps:
             parts = line.split()
-            if "r" not in parts[1] or (len(parts) > 5 and parts[5] in {"[vvar]", "[vsyscall]", "[vvar_vclock]"}):
+            if "r" not in parts[1] or (
+                len(parts) > 5 and parts[5] in {"[vvar]", "[vsyscall]", "[vvar_vclock]"}
+            ):
                 continue
             start, end = (int(x, 16) for x in parts[0].split("-"))
             try:

@@ -42,7 +42,9 @@ def _inner() -> bytes:
 
 
 def _post(served: Served, message: bytes) -> httpx.Response:
-    return httpx.post(f"{served.url}/v1/gateway", content=message, headers={"content-type": "message/ohttp-req"})
+    return httpx.post(
+        f"{served.url}/v1/gateway", content=message, headers={"content-type": "message/ohttp-req"}
+    )
 
 
 def _code(resp: httpx.Response) -> str:
@@ -118,13 +120,13 @@ def test_report_data_binding_another_key_config(served: Served, dev_policy: Poli
 
     doc["key_config"] = base64.b64encode(attacker).decode()
     with pytest.raises(ReportDataMismatchError):
-        verify_bundle(json.dumps(doc).encode(), expected_nonce=nonce, policy=dev_policy, now=datetime.now(UTC))
+        verify_bundle(
+            json.dumps(doc).encode(), expected_nonce=nonce, policy=dev_policy, now=datetime.now(UTC)
+        )
 
 
 def test_simulated_bundle_under_a_production_policy(served: Served) -> None:
-    production = parse_policy(
-        "policy_id: prod\nrevision: 4\nprofile: production\n"
-    )
+    production = parse_policy("policy_id: prod\nrevision: 4\nprofile: production\n")
     with Client(served.url, production) as client, pytest.raises(DevProfileRequiredError):
         client.attest()
 

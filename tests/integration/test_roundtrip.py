@@ -42,7 +42,12 @@ def test_python_round_trip_matches_the_model_run_locally(served: Served, dev_pol
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "enclavia.cli.main", *args], input=stdin, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "enclavia.cli.main", *args],
+        check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -55,19 +60,26 @@ def test_cli_attest_and_predict(served: Served) -> None:
     assert doc["result"]["claims"]["tee"] == "simulated"
     assert doc["manifest"]["models"]["clinical-risk"]
 
-    res = _cli("predict", served.url, "clinical-risk", "--input", "-", "--policy", policy,
-               stdin=json.dumps({"features": _row(3)}))
+    res = _cli(
+        "predict",
+        served.url,
+        "clinical-risk",
+        "--input",
+        "-",
+        "--policy",
+        policy,
+        stdin=json.dumps({"features": _row(3)}),
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["class"] in {"malignant", "benign"}
 
 
 def test_cli_attest_exits_1_with_a_reason_code_when_not_trusted(served: Served) -> None:
     bad = served.home / "wrong-measurement.yaml"
-    lines = []
-    for line in served.policy_text.splitlines():
-        if line.strip().startswith("measurement:"):
-            line = "      measurement: '" + "ab" * 48 + "'"
-        lines.append(line)
+    lines = [
+        "      measurement: '" + "ab" * 48 + "'" if line.strip().startswith("measurement:") else line
+        for line in served.policy_text.splitlines()
+    ]
     bad.write_text("\n".join(lines) + "\n")
     res = _cli("attest", served.url, "--policy", str(bad))
     assert res.returncode == 1

@@ -122,7 +122,14 @@ def serve(
     metrics = HostMetrics()
     link = EnclaveLink(str((state_dir / "enclave.sock").resolve()))
     sim = (state_dir / "sim").resolve()
-    args = ["--model-dir", str((model_dir or paths.default_model_dir()).resolve()), "--sim-dir", str(sim), "--tee", tee]
+    args = [
+        "--model-dir",
+        str((model_dir or paths.default_model_dir()).resolve()),
+        "--sim-dir",
+        str(sim),
+        "--tee",
+        tee,
+    ]
     supervisor = Supervisor(link=link, args=args, metrics=metrics)
     app = create_app(HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0)))
     elog.get_logger().info("host.started", listen=listen, socket=link.socket_path)
@@ -173,12 +180,16 @@ def attest(
     typer.echo("TRUSTED")
     typer.echo(f"  tee:              {enclave.result.tee}")
     typer.echo(f"  measurement:      {enclave.result.measurement}")
-    typer.echo(f"  allowed by:       {enclave.result.policy_id} rev {enclave.result.policy_revision}"
-               f" entry {enclave.result.reference_name}")
+    typer.echo(
+        f"  allowed by:       {enclave.result.policy_id} rev {enclave.result.policy_revision}"
+        f" entry {enclave.result.reference_name}"
+    )
     typer.echo(f"  debug:            {claims.debug}")
     typer.echo(f"  evidence time:    {claims.issued_at.isoformat() if claims.issued_at else '-'}")
-    typer.echo(f"  report_data:      {claims.report_data.hex()[:32]}... binds nonce, key config, signing key,"
-               " manifest")
+    typer.echo(
+        f"  report_data:      {claims.report_data.hex()[:32]}... binds nonce, key config, signing key,"
+        " manifest"
+    )
     typer.echo(f"  key config id:    {enclave.key_config.key_id}")
     typer.echo(f"  models:           {dict(enclave.bundle.manifest.models)}")
     typer.echo(f"  code files:       {len(enclave.bundle.manifest.files)} measured")

@@ -60,8 +60,18 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "ENCLAVIA_HOME": str(home)}
         log = (home / "serve.log").open("wb")
-        cmd = [sys.executable, "-m", "enclavia.cli.main", "serve", "--listen", f"127.0.0.1:{port}",
-               "--model-dir", str(model_dir), "--state-dir", str(home)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "enclavia.cli.main",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--model-dir",
+            str(model_dir),
+            "--state-dir",
+            str(home),
+        ]
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_healthy(url, proc)
@@ -74,8 +84,10 @@ def main() -> None:
                 print(f"   evidence signed   by the pinned simulated platform key {pub.hex()[:16]}...")
                 print("   nonce             fresh, 32 bytes, matched")
                 print("   report_data       = SHA-512(nonce, key config, signing key, manifest): matched")
-                print(f"   measurement       {enclave.result.measurement[:32]}... allowed by "
-                      f"{enclave.result.policy_id} rev {enclave.result.policy_revision}")
+                print(
+                    f"   measurement       {enclave.result.measurement[:32]}... allowed by "
+                    f"{enclave.result.policy_id} rev {enclave.result.policy_revision}"
+                )
                 print(f"   debug             {claims.debug}")
                 print(f"   model digest      {dict(enclave.bundle.manifest.models)}")
                 result = client.predict("clinical-risk", _sample_features())

@@ -6,7 +6,9 @@ import importlib
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="enclavia: confidential AI in attested enclaves")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="enclavia: confidential AI in attested enclaves"
+)
 
 # One line per topic module; add yours here.
 TOPICS = [

@@ -118,9 +118,18 @@ class Client:
     def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         enclave = self.enclave
         content = b"" if body is None else json.dumps(body, allow_nan=False).encode()
-        headers: tuple[tuple[str, str], ...] = (("content-type", "application/json"),) if body is not None else ()
+        headers: tuple[tuple[str, str], ...] = (
+            (("content-type", "application/json"),) if body is not None else ()
+        )
         inner = encode_request(
-            Request(method=method, scheme="https", authority="enclave", path=path, headers=headers, content=content)
+            Request(
+                method=method,
+                scheme="https",
+                authority="enclave",
+                path=path,
+                headers=headers,
+                content=content,
+            )
         )
         message, ctx = encapsulate_request(enclave.key_config, inner)
         resp = self._post("/v1/gateway", message)

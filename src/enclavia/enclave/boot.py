@@ -30,7 +30,11 @@ class EnclaveConfig:
         """The part of the configuration that goes into the manifest (no paths: they vary by host)."""
         return {
             "tee": self.tee,
-            "suite": {"kem_id": self.suite.kem_id, "kdf_id": self.suite.kdf_id, "aead_id": self.suite.aead_id},
+            "suite": {
+                "kem_id": self.suite.kem_id,
+                "kdf_id": self.suite.kdf_id,
+                "aead_id": self.suite.aead_id,
+            },
             "max_request_bytes": self.max_request_bytes,
             "egress": list(self.egress),
         }
@@ -55,6 +59,8 @@ def build_enclave(
     manifest = manifest_for(config, models)
     if config.tee != "simulated":
         raise ValueError("only the simulated TEE attester is wired in this build")
-    attester = SimulatedAttester(platform_key=load_platform_key(config.sim_dir), measurement=manifest.digest())
+    attester = SimulatedAttester(
+        platform_key=load_platform_key(config.sim_dir), measurement=manifest.digest()
+    )
     app = InnerApp(models=models, metrics=metrics, log=log)
     return Enclave(attester, manifest, app, suite=config.suite, key_id=key_id)

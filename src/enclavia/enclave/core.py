@@ -52,7 +52,9 @@ class Enclave:
         self.suite = suite
         # A fresh gateway key per enclave start: a restarted enclave cannot open old requests,
         # and clients see UnknownKeyIdError and re-attest.
-        self.gateway_key = GatewayKey.generate(key_id if key_id is not None else secrets.randbelow(256), suite)
+        self.gateway_key = GatewayKey.generate(
+            key_id if key_id is not None else secrets.randbelow(256), suite
+        )
         self.key_config = self.gateway_key.config.encode()
         self.signing_key = SigningKey.generate()
         self._gateway = Gateway([self.gateway_key])

@@ -56,7 +56,11 @@ def enclave_code_files(root: Path | None = None) -> dict[str, str]:
         if not base.is_dir():
             continue
         for path in base.rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".pem", ".json", ".yaml"}:
+            if (
+                path.is_file()
+                and "__pycache__" not in path.parts
+                and path.suffix in {".py", ".pem", ".json", ".yaml"}
+            ):
                 out[f"enclavia/{path.relative_to(root).as_posix()}"] = _sha256_file(path)
     return dict(sorted(out.items()))
 

@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--sim-dir", required=True)
     parser.add_argument("--tee", default="simulated")
-    parser.add_argument("--key-id", type=int, default=None, help="OHTTP key id (the host varies it per restart)")
+    parser.add_argument(
+        "--key-id", type=int, default=None, help="OHTTP key id (the host varies it per restart)"
+    )
     args = parser.parse_args(argv)
     elog.configure("enclave")
     report = harden()

@@ -26,7 +26,9 @@ class EnclaveServer:
         self.log = log
 
     async def serve(self, socket_path: str) -> asyncio.Server:
-        return await asyncio.start_unix_server(self._connection, path=socket_path, limit=channel.MAX_BODY + 1024)
+        return await asyncio.start_unix_server(
+            self._connection, path=socket_path, limit=channel.MAX_BODY + 1024
+        )
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
@@ -55,9 +55,7 @@ class HostState:
 
 def _problem(err: EnclaviaError | type[EnclaviaError], traceparent: str) -> Response:
     cls = err if isinstance(err, type) else type(err)
-    return Response(
-        problem_bytes(cls, traceparent), status_code=cls.status, media_type=PROBLEM_MEDIA_TYPE
-    )
+    return Response(problem_bytes(cls, traceparent), status_code=cls.status, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def create_app(state: HostState) -> FastAPI:
@@ -107,7 +105,9 @@ def create_app(state: HostState) -> FastAPI:
             return _problem(RateLimitedError, "")
         if not 32 <= len(nonce) <= 128 or any(c not in "0123456789abcdefABCDEF" for c in nonce):
             return _problem(BadRequestError, "")
-        return await relay("attestation", channel.Kind.ATTEST, nonce.encode("ascii"), request, "application/json")
+        return await relay(
+            "attestation", channel.Kind.ATTEST, nonce.encode("ascii"), request, "application/json"
+        )
 
     @app.post("/v1/gateway")
     async def gateway(request: Request) -> Response:
@@ -133,10 +133,8 @@ def create_app(state: HostState) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         text = generate_latest(state.metrics.registry)
-        try:
+        with suppress(EnclaviaError):
             text += await state.link.call(channel.Kind.METRICS, b"")
-        except EnclaviaError:
-            pass
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(StarletteHTTPException)

@@ -74,8 +74,14 @@ class Supervisor:
         # A different OHTTP key id after each restart, so stale clients get UnknownKeyIdError and re-attest.
         key_id = (self._key_id_base + self.restarts) % 256
         return [
-            sys.executable, "-m", "enclavia.enclave.main", "--socket", self.link.socket_path,
-            "--key-id", str(key_id), *self.args,
+            sys.executable,
+            "-m",
+            "enclavia.enclave.main",
+            "--socket",
+            self.link.socket_path,
+            "--key-id",
+            str(key_id),
+            *self.args,
         ]
 
     async def start(self) -> None:

@@ -15,7 +15,11 @@ class HostMetrics:
             "enclavia_host_requests", "Host requests by route and outcome", ["route", "outcome"], registry=r
         )
         self.latency = Histogram(
-            "enclavia_host_request_seconds", "Host request latency", ["route"], buckets=LATENCY_BUCKETS, registry=r
+            "enclavia_host_request_seconds",
+            "Host request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.enclave_restarts = Counter("enclavia_enclave_restarts", "Enclave process restarts", registry=r)
         self.enclave_up = Gauge("enclavia_enclave_up", "1 when the enclave process answers", registry=r)
@@ -29,7 +33,10 @@ class EnclaveMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "enclavia_enclave_requests", "Inner requests by route and outcome", ["route", "outcome"], registry=r
+            "enclavia_enclave_requests",
+            "Inner requests by route and outcome",
+            ["route", "outcome"],
+            registry=r,
         )
         self.latency = Histogram(
             "enclavia_enclave_request_seconds",

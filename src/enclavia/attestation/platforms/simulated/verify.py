@@ -12,7 +12,9 @@ from enclavia.crypto.signing import verify_ed25519
 from enclavia.errors import UntrustedRootError
 
 
-def verify(evidence: bytes, *, trusted_platform_keys: Collection[bytes], nonce: bytes | None = None) -> Claims:
+def verify(
+    evidence: bytes, *, trusted_platform_keys: Collection[bytes], nonce: bytes | None = None
+) -> Claims:
     # 1. Parse into typed, length-checked objects.
     ev = parse_evidence(evidence)
     # 2. The platform key is one the verifier pinned (made by `enclavia sim init`).
