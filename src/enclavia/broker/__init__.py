@@ -1,0 +1,1 @@
+"""Key broker: attestation-gated key release under versioned policy, with an audit ledger."""
