@@ -9,6 +9,7 @@ signature  = Ed25519(platform_key, SIGNATURE_CONTEXT || payload)
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,10 +67,15 @@ def _bytes(m: dict[str, Any], key: str, length: int) -> bytes:
 
 
 def _loads(data: bytes) -> Any:
+    """Exactly one CBOR item and nothing after it (cbor2.loads ignores trailing bytes)."""
+    fp = io.BytesIO(data)
     try:
-        return cbor2.loads(data)
+        obj = cbor2.CBORDecoder(fp).decode()
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError, MemoryError):
         raise EvidenceFormatError("simulated evidence is not valid CBOR") from None
+    if fp.tell() != len(data):
+        raise EvidenceFormatError("trailing bytes after simulated evidence")
+    return obj
 
 
 def parse_report(payload: bytes) -> SimulatedReport:
