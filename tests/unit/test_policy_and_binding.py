@@ -102,7 +102,7 @@ def test_simulated_needs_dev_profile() -> None:
         "policy_id: x\nrevision: 1\nprofile: staging\n",
         "policy_id: x\nrevision: 1\nsurprise: 1\n",
         "policy_id: x\nrevision: 1\nprofile: dev\nreference_values:\n  simulated:\n    - name: a\n",
-        "policy_id: x\nrevision: 1\nprofile: dev\nreference_values:\n  simulated:\n    - measurement: 'abc'\n",
+        "policy_id: x\nrevision: 1\nprofile: dev\nreference_values:\n  simulated: [{measurement: 'abc'}]\n",
         "policy_id: x\nrevision: 1\nprofile: dev\nreference_values:\n  simulated: []\n",
         "policy_id: x\nrevision: 1\nprofile: dev\nreference_values:\n  sgx: [{measurement: 'aa'}]\n",
         "policy_id: x\nrevision: 1\nrequirements: {max_evidence_age_s: -1}\n",
