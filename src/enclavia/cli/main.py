@@ -13,6 +13,7 @@ app = typer.Typer(
 # One line per topic module; add yours here.
 TOPICS = [
     "enclavia.cli.core",
+    "enclavia.cli.verify",
 ]
 
 for _name in TOPICS:
