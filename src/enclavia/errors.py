@@ -31,7 +31,8 @@ evidence bytes into an exception's arguments.
     │   ├── DebugEnclaveError              debug mode evidence
     │   ├── ChipMismatchError              endorsement key is for another chip
     │   ├── CollateralError                collateral missing, expired or not matching
-    │   └── RevocationUnknownError         revocation could not be checked and policy demands it
+    │   ├── RevocationUnknownError         revocation could not be checked and policy demands it
+    │   └── AttesterError                  the TEE device could not produce evidence (or a writer raced)
     ├── PolicyError
     │   ├── PolicyLoadError                policy file invalid (incl. allow-list entries that pin nothing)
     │   ├── MeasurementNotAllowedError
@@ -204,6 +205,12 @@ class CollateralError(AttestationError):
 class RevocationUnknownError(AttestationError):
     code = "attestation.revocation_unknown"
     title = "Revocation status unknown and policy requires it"
+
+
+class AttesterError(AttestationError):
+    code = "attestation.attester_failed"
+    status = 503
+    title = "The TEE could not produce evidence"
 
 
 # --- policy -------------------------------------------------------------------------------------
