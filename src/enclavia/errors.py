@@ -46,8 +46,12 @@ evidence bytes into an exception's arguments.
     │   ├── SecretsUnavailableError        keys not (yet) released: 503
     │   └── EnclaveUnavailableError        enclave process not reachable: 503
     ├── BrokerError
-    │   ├── TokenInvalidError              attestation token bad, expired, wrong audience
+    │   ├── TokenInvalidError              attestation token bad, forged, wrong audience or alg
+    │   │   ├── TokenExpiredError          past its exp
+    │   │   └── TokenStaleError            policy revision changed since it was issued: re-attest
     │   ├── SecretNotFoundError
+    │   ├── SecretExistsError              create of a path that already exists (rotate instead)
+    │   ├── AdminUnauthorizedError         admin API token missing or wrong
     │   ├── SecretPathInvalidError         traversal, bad characters
     │   ├── ReleaseDeniedError             policy refused this secret to this enclave
     │   └── StoreUnavailableError          database or key store down: 503
@@ -301,6 +305,28 @@ class TokenInvalidError(BrokerError):
     code = "broker.token_invalid"
     status = 401
     title = "Attestation token invalid or expired"
+
+
+class TokenExpiredError(TokenInvalidError):
+    code = "broker.token_expired"
+    title = "Attestation token expired"
+
+
+class TokenStaleError(TokenInvalidError):
+    code = "broker.token_stale"
+    title = "Policy revision changed since the token was issued; re-attest"
+
+
+class SecretExistsError(BrokerError):
+    code = "broker.secret_exists"
+    status = 409
+    title = "Secret already exists"
+
+
+class AdminUnauthorizedError(BrokerError):
+    code = "broker.admin_unauthorized"
+    status = 401
+    title = "Admin token missing or invalid"
 
 
 class SecretNotFoundError(BrokerError):
