@@ -105,7 +105,7 @@ def tcb_bytes(product: str, *, bl: int, tee: int, snp: int, ucode: int, fmc: int
 
 
 @dataclass
-class TestAmd:
+class FakeAmd:
     """A fake AMD PKI for one product: ARK -> ASK (VCEKs) and ARK -> ASVK (VLEKs)."""
 
     product: str
@@ -177,7 +177,7 @@ class TestAmd:
         return der(cert), key
 
 
-def make_amd(product: str = "Milan", *, bits: int = 2048) -> TestAmd:
+def make_amd(product: str = "Milan", *, bits: int = 2048) -> FakeAmd:
     ark_key = rsa.generate_private_key(65537, bits)
     ark = _ca(_builder(_amd_name(f"ARK-{product}"), _amd_name(f"ARK-{product}"), ark_key.public_key()), None)
     ark_c = ark.sign(ark_key, hashes.SHA384(), rsa_padding=_PSS)
@@ -189,7 +189,7 @@ def make_amd(product: str = "Milan", *, bits: int = 2048) -> TestAmd:
     asvk_c = _ca(_builder(_amd_name(f"SEV-VLEK-{product}"), ark_c.subject, asvk_key.public_key()), 0).sign(
         ark_key, hashes.SHA384(), rsa_padding=_PSS
     )
-    return TestAmd(product, ark_key, ark_c, ask_key, ask_c, asvk_key, asvk_c)
+    return FakeAmd(product, ark_key, ark_c, ask_key, ask_c, asvk_key, asvk_c)
 
 
 def build_report(
@@ -269,7 +269,7 @@ def cert_table(entries: list[tuple[str, bytes]]) -> bytes:
 
 
 @dataclass
-class TestNitro:
+class FakeNitro:
     root_key: ec.EllipticCurvePrivateKey
     root: x509.Certificate
     inter_key: ec.EllipticCurvePrivateKey
@@ -332,14 +332,14 @@ class TestNitro:
         return b"\xd2" + doc if tagged else doc
 
 
-def make_nitro() -> TestNitro:
+def make_nitro() -> FakeNitro:
     root_key = ec.generate_private_key(ec.SECP384R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test.nitro-enclaves")])
     root = _ca(_builder(name, name, root_key.public_key()), None).sign(root_key, hashes.SHA384())
     inter_key = ec.generate_private_key(ec.SECP384R1())
     iname = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zone.test.nitro-enclaves")])
     inter = _ca(_builder(iname, name, inter_key.public_key()), 0).sign(root_key, hashes.SHA384())
-    return TestNitro(root_key, root, inter_key, inter)
+    return FakeNitro(root_key, root, inter_key, inter)
 
 
 # --- SOURCE.md expectations ----------------------------------------------------------------------------
