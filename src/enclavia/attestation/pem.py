@@ -73,7 +73,7 @@ def certificates_to_der(blobs: tuple[bytes, ...] | list[bytes]) -> tuple[bytes, 
     return tuple(out)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def pem_certificates_cached(data: bytes) -> tuple[bytes, ...]:
     """``pem_certificates`` memoised: chains repeat across quotes of one platform and across collateral."""
     return pem_certificates(data)
