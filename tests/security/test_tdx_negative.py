@@ -389,3 +389,30 @@ def test_dcap_error_mapping(message: str, cls: type[Exception]) -> None:
     err = map_dcap_error(message)
     assert type(err) is cls
     assert message not in str(err)  # fixed, content-free detail
+
+
+def test_parsers_must_agree(
+    quote: bytes, collateral: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dcap_qvl
+
+    real = dcap_qvl.parse_quote
+
+    class Skewed:
+        def __init__(self, raw: bytes) -> None:
+            self._report = real(raw).report
+
+        @property
+        def report(self) -> Any:
+            rep = self._report
+
+            class View:
+                def __getattr__(self, name: str) -> Any:
+                    value = getattr(rep, name)
+                    return b"\x00" * len(value) if name == "report_data" else value
+
+            return View()
+
+    monkeypatch.setattr(dcap_qvl, "parse_quote", Skewed)
+    with pytest.raises(EvidenceFormatError, match="differently"):
+        verify(quote, collateral=collateral, now=AT)

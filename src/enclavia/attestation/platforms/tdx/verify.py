@@ -213,6 +213,30 @@ def _dcap_verify(raw: bytes, collateral: Any, root_der: bytes, now_secs: int) ->
     return status, [str(a) for a in advisories]
 
 
+def _cross_check(quote: TdxQuote) -> None:
+    try:
+        theirs: Any = dcap_qvl.parse_quote(quote.raw).report
+        pairs = (
+            (theirs.mr_td, quote.report.mr_td),
+            (theirs.rt_mr0, quote.report.rtmr[0]),
+            (theirs.rt_mr1, quote.report.rtmr[1]),
+            (theirs.rt_mr2, quote.report.rtmr[2]),
+            (theirs.rt_mr3, quote.report.rtmr[3]),
+            (theirs.report_data, quote.report.report_data),
+            (theirs.td_attributes, quote.report.td_attributes),
+            (theirs.xfam, quote.report.xfam),
+            (theirs.mr_config_id, quote.report.mr_config_id),
+            (theirs.mr_owner, quote.report.mr_owner),
+            (theirs.mr_owner_config, quote.report.mr_owner_config),
+            (theirs.mr_seam, quote.report.mr_seam),
+            (theirs.tee_tcb_svn, quote.report.tee_tcb_svn),
+        )
+    except (ValueError, TypeError, AttributeError):
+        raise EvidenceFormatError("TDX quote body unreadable by the DCAP verifier") from None
+    if not all(isinstance(a, bytes) and a == b for a, b in pairs):
+        raise EvidenceFormatError("TDX quote body read differently by the DCAP verifier")
+
+
 def _tcb_info_fields(collateral: Mapping[str, Any]) -> dict[str, object]:
     """FMSPC and evaluation data number from the (dcap-qvl-verified) TCB info; informational only."""
     out: dict[str, object] = {}
@@ -307,9 +331,11 @@ def verify(
     # 5. dcap-qvl at ``now``: quote signature, QE report signature and binding, PCK chain and CRLs, TCB info
     #    and QE identity signatures and windows, TCB level match. Failures map to specific errors.
     status_text, advisories = _dcap_verify(q.raw, col_obj, root_der, int(now.timestamp()))
-    # 6. TCB status from the explicit table: Revoked and unknown strings refused here; the rest go to policy.
+    # 6. Defence in depth: dcap-qvl's reading of the body it just verified agrees with ours, field by field.
+    _cross_check(q)
+    # 7. TCB status from the explicit table: Revoked and unknown strings refused here; the rest go to policy.
     status = parse_tcb_status(status_text)
-    # 7. Claims from our own parse of the verified bytes.
+    # 8. Claims from our own parse of the verified bytes.
     return claims_from_quote(
         q, tcb_status=status, advisory_ids=advisories, tcb_extra=_tcb_info_fields(col_map)
     )
