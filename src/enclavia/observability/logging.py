@@ -36,7 +36,23 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "client.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision"}),
     "client.attestation_failed": frozenset({"error_code"}),
     "client.retry": frozenset({"reason"}),
-    "broker.event": frozenset({"action", "outcome", "error_code", "policy_revision", "secret_ref", "tee"}),
+    "broker.event": frozenset(
+        {
+            "action",
+            "outcome",
+            "error_code",
+            "policy_revision",
+            "secret_ref",
+            "tee",
+            "measurement",
+            "duration_ms",
+        }
+    ),
+    "broker.started": frozenset({"listen", "store", "keystore", "kid", "policy_revision"}),
+    "broker.store_error": frozenset({"stage", "error_code"}),
+    "host.kbs": frozenset({"stage", "outcome", "error_code", "attempt", "delay_ms", "secrets"}),
+    "enclave.secret": frozenset({"outcome", "error_code", "secret_ref", "version", "pending"}),
+    "enclave.plaintext_refused": frozenset({"model"}),
 }
 
 

@@ -28,6 +28,7 @@ import yaml
 from enclavia.attestation.appraisal import Reference, Requirements, appraise_claims, reference_type
 from enclavia.attestation.claims import AttestationResult, Claims, Status, Tee
 from enclavia.errors import DevProfileRequiredError, PolicyLoadError
+from enclavia.policy.rules import SecretRule, parse_secret_rules
 
 MAX_POLICY_BYTES = 1 << 20
 _TOP_KEYS = {"policy_id", "revision", "profile", "requirements", "trust", "reference_values", "secrets"}
@@ -48,6 +49,7 @@ class Policy:
     simulated_platform_keys: tuple[bytes, ...] = ()
     secrets: tuple[Mapping[str, Any], ...] = field(default=())
     source: str = ""
+    secret_rules: tuple[SecretRule, ...] = field(default=())  # typed form of ``secrets``
 
     def references_for(self, tee: Tee) -> tuple[Reference, ...]:
         return tuple(r for r in self.references if r.tee is tee)
@@ -123,6 +125,7 @@ def parse_policy(text: str) -> Policy:
     secrets = doc.get("secrets") or []
     if not isinstance(secrets, list) or not all(isinstance(s, Mapping) for s in secrets):
         raise PolicyLoadError("secrets must be a list of mappings")
+    secret_rules = parse_secret_rules(secrets, [r.name for r in references])
     return Policy(
         policy_id=policy_id,
         revision=revision,
@@ -132,6 +135,7 @@ def parse_policy(text: str) -> Policy:
         simulated_platform_keys=sim_keys,
         secrets=tuple(dict(s) for s in secrets),
         source=text,
+        secret_rules=secret_rules,
     )
 
 
