@@ -11,7 +11,8 @@ MODEL := build/models/clinical-risk.json
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	# torch pinned in the same command: the CPU build on this machine, not a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q -e '.[dev,embeddings]' 'torch==2.13.0'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -82,14 +82,16 @@ class Served:
             self.proc.wait()
 
 
-def start_served(home: Path) -> Served:
+def start_served(home: Path, *, embeddings: bool = False) -> Served:
     from enclavia.cli.core import dev_policy_text
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
     from enclavia.tee.simulated import init_platform_key
 
     model_dir = ensure_model()
     pub = init_platform_key(home / "sim")
-    manifest = manifest_for(EnclaveConfig(model_dir, home / "sim"), load_models(model_dir))
+    manifest = manifest_for(
+        EnclaveConfig(model_dir, home / "sim", embeddings=embeddings), load_models(model_dir)
+    )
     port = free_port()
     log_path = home / "serve.log"
     env = {**os.environ, "ENCLAVIA_HOME": str(home)}
@@ -104,6 +106,7 @@ def start_served(home: Path) -> Served:
         str(model_dir),
         "--state-dir",
         str(home),
+        *(["--embeddings"] if embeddings else []),
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -50,13 +50,16 @@ def sim_policy(
     out: Annotated[Path, typer.Option(help="Policy file to write")] = Path(".enclavia/dev-policy.yaml"),
     model_dir: Annotated[Path | None, typer.Option(help="Model directory the enclave will load")] = None,
     directory: Annotated[Path | None, typer.Option("--dir", help="Simulated platform key directory")] = None,
+    embeddings: Annotated[bool, typer.Option(help="The enclave will load the embedding model")] = False,
 ) -> None:
     """Write a dev policy that pins this build's measurement and the simulated platform key."""
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
     from enclavia.tee.simulated import load_platform_key
 
     sim = directory or paths.sim_dir()
-    config = EnclaveConfig(model_dir=model_dir or paths.default_model_dir(), sim_dir=sim)
+    config = EnclaveConfig(
+        model_dir=model_dir or paths.default_model_dir(), sim_dir=sim, embeddings=embeddings
+    )
     manifest = manifest_for(config, load_models(config.model_dir))
     text = dev_policy_text(manifest.digest().hex(), load_platform_key(sim).public_bytes.hex())
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +108,9 @@ def serve(
     model_dir: Annotated[Path | None, typer.Option(help="Model directory")] = None,
     tee: Annotated[str, typer.Option(help="TEE backend")] = "simulated",
     state: Annotated[Path | None, typer.Option("--state-dir", help="State directory")] = None,
+    embeddings: Annotated[
+        bool, typer.Option(help="Load the embedding model (needs the embeddings extra)")
+    ] = False,
 ) -> None:
     """Start the host API and, as a separate process, the enclave behind one Unix socket."""
     import uvicorn
@@ -129,6 +135,7 @@ def serve(
         str(sim),
         "--tee",
         tee,
+        *(["--embeddings"] if embeddings else []),
     ]
     supervisor = Supervisor(link=link, args=args, metrics=metrics)
     app = create_app(HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0)))

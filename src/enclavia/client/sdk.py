@@ -89,6 +89,11 @@ class Client:
         status, out = self.request("POST", f"/v1/predict/{model}", {"features": dict(features)})
         return _ok(status, out)
 
+    def embeddings(self, texts: str | list[str], model: str = "all-minilm-l6-v2") -> dict[str, Any]:
+        """OpenAI-shaped embeddings request, encrypted to the attested enclave."""
+        status, out = self.request("POST", "/v1/embeddings", {"input": texts, "model": model})
+        return _ok(status, out)
+
     def models(self) -> dict[str, Any]:
         status, out = self.request("GET", "/v1/models")
         return _ok(status, out)

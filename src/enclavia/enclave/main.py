@@ -20,7 +20,12 @@ from enclavia.observability.metrics import EnclaveMetrics
 
 async def _run(args: argparse.Namespace) -> None:
     log = elog.get_logger()
-    config = EnclaveConfig(model_dir=Path(args.model_dir), sim_dir=Path(args.sim_dir), tee=args.tee)
+    config = EnclaveConfig(
+        model_dir=Path(args.model_dir),
+        sim_dir=Path(args.sim_dir),
+        tee=args.tee,
+        embeddings=args.embeddings,
+    )
     log.info("enclave.starting", tee=config.tee, suite="x25519-sha256-aes256gcm")
     metrics = EnclaveMetrics()
     enclave = build_enclave(config, metrics, log=log.info, key_id=args.key_id)
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--sim-dir", required=True)
     parser.add_argument("--tee", default="simulated")
+    parser.add_argument("--embeddings", action="store_true", help="load the embedding model")
     parser.add_argument(
         "--key-id", type=int, default=None, help="OHTTP key id (the host varies it per restart)"
     )

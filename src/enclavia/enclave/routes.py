@@ -10,6 +10,7 @@ from typing import Any
 
 from enclavia.crypto.bhttp import Request, Response
 from enclavia.errors import BadRequestError, EnclaviaError, NotFoundError, PayloadTooLargeError
+from enclavia.inference.embeddings import MODEL_ID, EmbeddingModel, parse_inputs
 from enclavia.inference.linear import LinearClassifier
 from enclavia.observability.metrics import EnclaveMetrics
 from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
@@ -33,6 +34,7 @@ class MethodNotAllowedError(BadRequestError):
 @dataclass
 class InnerApp:
     models: Mapping[str, LinearClassifier]
+    embedder: EmbeddingModel | None = None
     metrics: EnclaveMetrics = field(default_factory=EnclaveMetrics)
     log: Callable[..., Any] | None = None
 
@@ -66,7 +68,13 @@ class InnerApp:
         path = req.path.split("?", 1)[0]
         if path == "/v1/models":
             _require_method(req, "GET")
-            return _json_response({"object": "list", "data": [m.describe() for m in self.models.values()]})
+            listed = [m.describe() for m in self.models.values()]
+            if self.embedder is not None:
+                listed.append(self.embedder.describe())
+            return _json_response({"object": "list", "data": listed})
+        if path == "/v1/embeddings":
+            _require_method(req, "POST")
+            return self._embeddings(req)
         if path.startswith("/v1/predict/"):
             _require_method(req, "POST")
             return self._predict(path.removeprefix("/v1/predict/"), req)
@@ -90,6 +98,24 @@ class InnerApp:
             }
         )
 
+    def _embeddings(self, req: Request) -> Response:
+        if self.embedder is None:
+            raise NotFoundError("no embedding model in this enclave")
+        body = _json_body(req)
+        texts = parse_inputs(body)
+        if body.get("model", MODEL_ID) != MODEL_ID:
+            raise NotFoundError("unknown model")
+        vectors = self.embedder.embed(texts)
+        tokens = self.embedder.count_tokens(texts)
+        return _json_response(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                "model": MODEL_ID,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
 
 def _route_label(path: str) -> tuple[str, str | None]:
     """Fixed route vocabulary for logs and metric labels; the model id only if it is a known shape."""
@@ -98,6 +124,8 @@ def _route_label(path: str) -> tuple[str, str | None]:
         return "models", None
     if path.startswith("/v1/predict/"):
         return "predict", None
+    if path == "/v1/embeddings":
+        return "embeddings", None
     return "other", None
 
 
