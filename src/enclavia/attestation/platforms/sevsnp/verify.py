@@ -28,8 +28,8 @@ from enclavia.crypto.pki import (
     der_integer,
     der_octet_string,
     der_string,
-    load_pem_certificates,
     parse_certificate,
+    pem_to_der,
     verify_chain,
     verify_ecdsa_p384_rs,
 )
@@ -134,12 +134,8 @@ def _determine_product(
 def _supplied_certificates(
     parse: Callable[[bytes], Certificate], chain_pem: bytes | None, table_certs: Sequence[bytes]
 ) -> list[Certificate]:
-    out: list[Certificate] = []
-    if chain_pem is not None:
-        out.extend(load_pem_certificates(chain_pem))
-    for der in table_certs:
-        out.append(parse(der))
-    return out
+    ders = [*(pem_to_der(chain_pem) if chain_pem is not None else []), *table_certs]
+    return [parse(der) for der in ders]
 
 
 def _check_tcb(key_cert: Certificate, tcb: TcbVersion, product: Product) -> None:
