@@ -241,6 +241,15 @@ def test_float_and_undefined_refused(doc: bytes) -> None:
             nitro.verify(cbor2.dumps([prot, unprot, payload, sig, bad]), now=AT)
 
 
+@pytest.mark.parametrize("item", [b"\xf8\xf4", b"\xf8\xf6", b"\xf7", b"\xf0", b"\xf9\x00\x00"])
+def test_simple_values_other_than_false_true_null_refused(item: bytes) -> None:
+    from enclavia.attestation.platforms.nitro.abi import loads_strict
+
+    assert loads_strict(b"\x83\xf4\xf5\xf6") == [False, True, None]
+    with pytest.raises(EvidenceFormatError):
+        loads_strict(b"\x81" + item)
+
+
 # --- algorithm confusion -------------------------------------------------------------------------------
 
 

@@ -73,6 +73,7 @@ def _walk(data: bytes, pos: int, depth: int) -> int:
     """Check one data item starting at ``pos``; return the position just after it."""
     if depth > MAX_DEPTH:
         raise EvidenceFormatError("CBOR nested too deeply")
+    start = pos
     major, arg, pos = _head(data, pos)
     remaining = len(data) - pos
     if major in (0, 1):
@@ -102,8 +103,8 @@ def _walk(data: bytes, pos: int, depth: int) -> int:
         return pos
     if major == 6:
         raise EvidenceFormatError("CBOR tag not allowed here")
-    # major 7: only false, true, null.
-    if data[pos - 1] not in (0xF4, 0xF5, 0xF6):
+    # major 7: only false, true, null (one-byte forms; f8 xx simple values and floats are refused).
+    if data[start] not in (0xF4, 0xF5, 0xF6):
         raise EvidenceFormatError("CBOR simple value or float not allowed")
     return pos
 
