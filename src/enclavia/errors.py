@@ -59,8 +59,16 @@ evidence bytes into an exception's arguments.
     │   ├── AuditWriteError                append failed: the action it records fails too
     │   └── AuditVerificationError         chain broken: edited, deleted or reordered records
     ├── TransparencyLogError
-    │   ├── InclusionProofError
-    │   └── ConsistencyProofError
+    │   ├── InclusionProofError            leaf not in the tree the signed head commits to
+    │   ├── ConsistencyProofError          new head does not extend the last one seen (fork, rollback)
+    │   ├── TreeHeadInvalidError           signed tree head malformed or its signature does not verify
+    │   ├── LogEntryNotFoundError          no release record for this manifest digest in the log
+    │   └── LogAppendError                 append refused (not a verified release, duplicate, bad token)
+    ├── ReleaseError
+    │   ├── ReleaseRecordInvalidError      record malformed, or its content does not match the build
+    │   ├── ReleaseSignatureError          release key or approver signature does not verify
+    │   ├── ApprovalQuorumError            fewer than k of the named approvers signed
+    │   └── RolloutStateError              rollout step not allowed from the current state
     └── TransportError                     client could not reach host / relay
 """
 
@@ -385,6 +393,54 @@ class InclusionProofError(TransparencyLogError):
 class ConsistencyProofError(TransparencyLogError):
     code = "tlog.consistency"
     title = "Consistency proof does not verify"
+
+
+class TreeHeadInvalidError(TransparencyLogError):
+    code = "tlog.tree_head_invalid"
+    title = "Signed tree head malformed or signature invalid"
+
+
+class LogEntryNotFoundError(TransparencyLogError):
+    code = "tlog.not_included"
+    title = "No release record for this measurement in the transparency log"
+
+
+class LogAppendError(TransparencyLogError):
+    code = "tlog.append_refused"
+    status = 400
+    title = "Transparency log append refused"
+
+
+# --- release ------------------------------------------------------------------------------------
+
+
+class ReleaseError(EnclaviaError):
+    code = "release.error"
+    status = 400
+    title = "Release check failed"
+
+
+class ReleaseRecordInvalidError(ReleaseError):
+    code = "release.record_invalid"
+    title = "Release record malformed or not matching"
+
+
+class ReleaseSignatureError(ReleaseError):
+    code = "release.bad_signature"
+    status = 403
+    title = "Release signature does not verify"
+
+
+class ApprovalQuorumError(ReleaseError):
+    code = "release.approvals_missing"
+    status = 403
+    title = "Not enough approvals for this release"
+
+
+class RolloutStateError(ReleaseError):
+    code = "release.rollout_state"
+    status = 409
+    title = "Rollout step not allowed from the current state"
 
 
 # --- transport ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ app = typer.Typer(
 TOPICS = [
     "enclavia.cli.core",
     "enclavia.cli.verify",
+    "enclavia.cli.release",
 ]
 
 for _name in TOPICS:

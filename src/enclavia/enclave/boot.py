@@ -59,8 +59,11 @@ def model_digests(config: EnclaveConfig, models: Mapping[str, LinearClassifier])
     return digests
 
 
-def manifest_for(config: EnclaveConfig, models: Mapping[str, LinearClassifier]) -> ImageManifest:
-    return build_manifest(model_digests(config, models), config.measured())
+def manifest_for(
+    config: EnclaveConfig, models: Mapping[str, LinearClassifier], root: Path | None = None
+) -> ImageManifest:
+    """``root``: the enclavia package directory to measure (release tooling); default the installed one."""
+    return build_manifest(model_digests(config, models), config.measured(), root)
 
 
 def build_enclave(

@@ -1,0 +1,1 @@
+"""Release authority: reproducible measurement, signed release records, transparency log, rollout."""
