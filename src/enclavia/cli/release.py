@@ -147,3 +147,152 @@ def release_measure(  # noqa: PLR0917 - typer maps every option to a parameter
     updated = build.with_measurement(tee_kind, values, inputs)
     _write_json(updated.to_json(), out or build_file)
     typer.echo(f"{tee_kind}: {json.dumps(values, sort_keys=True)}", err=True)
+
+
+# -- keys, signing, approvals --------------------------------------------------------------------
+
+
+def _public_keys(values: list[str] | None, what: str) -> list[bytes]:
+    from enclavia.release.keys import load_public_key
+
+    try:
+        return [load_public_key(v) for v in values or []]
+    except (OSError, ValueError):
+        _usage(f"{what}: give 64 hex digits or a file that holds them")
+
+
+def _load_release(path: Path) -> Any:
+    from enclavia.attestation.release import parse_signed_release
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        _usage(f"cannot read {path}")
+    try:
+        return parse_signed_release(data)
+    except EnclaviaError as err:
+        _refused(err)
+
+
+def _load_approvers(path: Path | None) -> Any:
+    import yaml
+
+    from enclavia.attestation.release import ApproverSet
+
+    if path is None:
+        return None
+    try:
+        return ApproverSet.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        _usage("approvers file: {threshold: k, approvers: {name: public key hex}}")
+
+
+@release_app.command("keygen")
+def release_keygen(
+    out: Annotated[Path, typer.Option(help="Private key file (PEM, 0600); the public key goes to OUT.pub")],
+    force: Annotated[bool, typer.Option(help="Replace an existing key")] = False,
+) -> None:
+    """Make an Ed25519 key pair for the release key, an approver, or the log."""
+    from enclavia.release.keys import public_path, write_keypair
+
+    try:
+        pub = write_keypair(out, force=force)
+    except FileExistsError:
+        _usage(f"{out} exists (use --force to replace it)")
+    typer.echo(f"private key: {out}")
+    typer.echo(f"public key:  {public_path(out)} {pub.hex()}")
+
+
+@release_app.command("sign")
+def release_sign(  # noqa: PLR0917 - typer maps every option to a parameter
+    build_file: Annotated[Path, typer.Option("--build", help="Measured build document")],
+    version: Annotated[str, typer.Option(help="Release version, e.g. 1.4.0")],
+    commit: Annotated[str, typer.Option(help="Full source commit id")],
+    key: Annotated[Path, typer.Option(help="Release private key")],
+    out: Annotated[Path, typer.Option(help="Signed release file to write")],
+    notes: Annotated[str, typer.Option(help="Short note (no secrets)")] = "",
+    time: Annotated[str | None, typer.Option(help="Release time, UTC ISO 8601 (default: now)")] = None,
+) -> None:
+    """Sign a release record (version, commit, manifest digest, measurements, time) with the release key."""
+    from datetime import UTC, datetime
+
+    from enclavia.attestation.release import ReleaseRecord, sign_record
+    from enclavia.release.build import load_build
+    from enclavia.release.keys import load_signing_key
+
+    try:
+        when = datetime.fromisoformat(time.replace("Z", "+00:00")) if time else datetime.now(UTC)
+        if when.tzinfo is None:
+            _usage("--time needs a UTC offset")
+        signing_key = load_signing_key(key)
+    except (OSError, ValueError):
+        _usage("cannot read the key or parse --time")
+    try:
+        build = load_build(build_file)
+        if not build.measurements:
+            _usage("the build has no platform measurement: run `enclavia release measure` first")
+        record = ReleaseRecord(
+            version=version,
+            source_commit=commit.lower(),
+            manifest_digest=build.manifest_digest,
+            measurements=build.measurements,
+            created_at=when,
+            notes=notes,
+        )
+    except EnclaviaError as err:
+        _refused(err)
+    signed = sign_record(record, signing_key)
+    _write_json(signed.to_json(), out)
+    typer.echo(f"signed {version}: manifest {build.manifest_digest.hex()[:16]}... -> {out}", err=True)
+
+
+@release_app.command("approve")
+def release_approve(
+    release: Annotated[Path, typer.Option(help="Signed release file (updated in place)")],
+    name: Annotated[str, typer.Option(help="Approver name, as listed in the approvers file")],
+    key: Annotated[Path, typer.Option(help="Approver private key")],
+) -> None:
+    """Add a named approver's signature to a signed release."""
+    from enclavia.attestation.release import approve
+    from enclavia.release.keys import load_signing_key
+
+    signed = _load_release(release)
+    try:
+        signing_key = load_signing_key(key)
+        updated = approve(signed, name, signing_key)
+    except (OSError, ValueError) as err:
+        _usage(str(err) if isinstance(err, ValueError) else "cannot read the key")
+    _write_json(updated.to_json(), release)
+    typer.echo(f"approved by {name}: {', '.join(updated.approvers)}", err=True)
+
+
+@release_app.command("verify")
+def release_verify(
+    release: Annotated[Path, typer.Option(help="Signed release file")],
+    release_key: Annotated[list[str], typer.Option(help="Trusted release public key (hex or file)")],
+    approvers: Annotated[Path | None, typer.Option(help="Approvers file: threshold and keys")] = None,
+    build_file: Annotated[Path | None, typer.Option("--build", help="Check against this build")] = None,
+) -> None:
+    """Verify the release signature, k-of-n approvals and (optionally) that it is this build."""
+    from enclavia.attestation.manifest import canonical_json
+    from enclavia.attestation.release import verify_release
+    from enclavia.errors import ReleaseRecordInvalidError
+    from enclavia.release.build import load_build
+
+    signed = _load_release(release)
+    keys = _public_keys(release_key, "--release-key")
+    approver_set = _load_approvers(approvers)
+    try:
+        names = verify_release(signed, release_keys=keys, approvers=approver_set)
+        if build_file is not None:
+            build = load_build(build_file)
+            if build.manifest_digest != signed.record.manifest_digest or canonical_json(
+                build.to_json()["measurements"]
+            ) != canonical_json(signed.record.to_json()["measurements"]):
+                raise ReleaseRecordInvalidError("release record is not for this build")
+    except EnclaviaError as err:
+        _refused(err)
+    typer.echo(
+        f"VERIFIED {signed.record.version} manifest {signed.record.manifest_digest.hex()}"
+        + (f" approved by {', '.join(names)}" if names else "")
+    )
