@@ -26,6 +26,7 @@ from enclavia.errors import (
     CertificateChainError,
     CertificateExpiredError,
     CertificateNotYetValidError,
+    CertificateRevokedError,
     ChipMismatchError,
     CollateralError,
     DebugEnclaveError,
@@ -613,3 +614,79 @@ def test_cert_table_too_many_entries() -> None:
     entries = [(str(uuid.UUID(int=i + 1)), b"x") for i in range(33)]
     with pytest.raises(EvidenceFormatError):
         parse_cert_table(cert_table(entries))
+
+
+# --- AMD CRL (optional input) --------------------------------------------------------------------------
+
+
+def _crl(
+    fake: FakeAmd,
+    *,
+    revoked: list[int] = (),  # type: ignore[assignment]
+    this_update: datetime = NOW - timedelta(days=1),
+    next_update: datetime | None = NOW + timedelta(days=7),
+    signer: object = None,
+    issuer: x509.Name | None = None,
+    critical_ext: bool = False,
+) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    b = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer or fake.ark.subject)
+        .last_update(this_update)
+    )
+    if next_update is not None:
+        b = b.next_update(next_update)
+    for serial in revoked:
+        b = b.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(this_update).build()
+        )
+    if critical_ext:
+        b = b.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00"), critical=True
+        )
+    pss = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+    crl = b.sign(signer or fake.ark_key, hashes.SHA384(), rsa_padding=pss)  # type: ignore[arg-type]
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return crl.public_bytes(Encoding.DER)
+
+
+def test_crl_checked(fake: FakeAmd) -> None:
+    from enclavia.attestation.claims import Revocation
+
+    rep, vcek_der = _milan(fake)
+    claims = _verify(fake, rep, vcek_der, crl_der=_crl(fake, revoked=[12345]))
+    assert claims.revocation is Revocation.CHECKED  # type: ignore[attr-defined]
+    strict = Requirements(max_evidence_age=None)  # accept_revocation_unknown stays false
+    ref = _ref(measurement=claims.measurement.hex())  # type: ignore[attr-defined]
+    assert appraise_claims(claims, [ref], strict, now=NOW) is ref  # type: ignore[arg-type]
+
+
+def test_crl_revoked_ask_and_asvk(fake: FakeAmd) -> None:
+    rep, vcek_der = _milan(fake)
+    with pytest.raises(CertificateRevokedError):
+        _verify(fake, rep, vcek_der, crl_der=_crl(fake, revoked=[fake.ask.serial_number]))
+    vlek_der, vkey = fake.endorsement_key(kind="VLEK", tcb=TCB)
+    vrep = build_report(vkey, signing_key=1, reported_tcb=tcb_bytes("Milan", **TCB))
+    with pytest.raises(CertificateRevokedError):
+        _verify(fake, vrep, vlek_der, vlek=True, crl_der=_crl(fake, revoked=[fake.asvk.serial_number]))
+
+
+@pytest.mark.parametrize(
+    "kind", ["stale", "future", "other_signer", "other_issuer", "critical_ext", "garbage"]
+)
+def test_crl_refused(fake: FakeAmd, kind: str) -> None:
+    rep, vcek_der = _milan(fake)
+    crl = {
+        "stale": lambda: _crl(fake, this_update=NOW - timedelta(days=9), next_update=NOW - timedelta(days=2)),
+        "future": lambda: _crl(fake, this_update=NOW + timedelta(days=1)),
+        "other_signer": lambda: _crl(fake, signer=fake.ask_key),
+        "other_issuer": lambda: _crl(fake, signer=fake.ask_key, issuer=fake.ask.subject),
+        "critical_ext": lambda: _crl(fake, critical_ext=True),
+        "garbage": lambda: b"\x30\x03\x02\x01\x01",
+    }[kind]()
+    with pytest.raises(CollateralError):
+        _verify(fake, rep, vcek_der, crl_der=crl)

@@ -3,6 +3,8 @@ the signature, validity, chain and cache helpers fail closed."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from enclavia.attestation.platforms.nitro.abi import parse_cose_sign1
 from enclavia.crypto import pki
@@ -20,6 +24,9 @@ from enclavia.errors import (
     CertificateChainError,
     CertificateExpiredError,
     CertificateNotYetValidError,
+    CertificateRevokedError,
+    CollateralError,
+    EnclaviaError,
     SignatureInvalidError,
     UntrustedRootError,
 )
@@ -418,3 +425,64 @@ def test_nitro_factory_chain_parses() -> None:
     inter = _p(n.inter)
     leaf_c, _ = n.leaf()
     pki.verify_chain([_p(leaf_c), inter], root, now=NOW)
+
+
+def _build_crl(
+    issuer_key: object, issuer: x509.Name, revoked: list[int], *, critical_entry: bool = False
+) -> bytes:
+    b = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer)
+        .last_update(NOW - timedelta(days=1))
+        .next_update(NOW + timedelta(days=1))
+    )
+    for serial in revoked:
+        rb = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(NOW - timedelta(days=1))
+        if critical_entry:
+            rb = rb.add_extension(
+                x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4"), b"\x05\x00"), True
+            )
+        b = b.add_revoked_certificate(rb.build())
+    b = b.add_extension(x509.CRLNumber(7), critical=False)
+    return b.sign(issuer_key, hashes.SHA384()).public_bytes(serialization.Encoding.DER)  # type: ignore[arg-type]
+
+
+def test_crl_parse_check_and_revocation() -> None:
+    root_c, root_k = _key_cert(subject="root", issuer_name="root", ca=True)
+    leaf_c, _ = _key_cert(subject="leaf", issuer_name="root", issuer_key=root_k)
+    root, leaf = _p(root_c), _p(leaf_c)
+    crl = pki.parse_crl(_build_crl(root_k, root_c.subject, [1, 2, leaf.serial]))
+    assert crl.revoked_serials == {1, 2, leaf.serial}
+    pki.check_crl(crl, root, NOW)
+    with pytest.raises(CertificateRevokedError):
+        pki.check_not_revoked(crl, leaf)
+    clean = pki.parse_crl(_build_crl(root_k, root_c.subject, [1]))
+    pki.check_not_revoked(clean, leaf)
+    with pytest.raises(CollateralError):
+        pki.check_crl(clean, root, NOW + timedelta(days=2))
+    with pytest.raises(CollateralError):
+        pki.check_crl(clean, root, NOW - timedelta(days=2))
+    _, other_k = _key_cert(subject="root", issuer_name="root", ca=True)
+    with pytest.raises(CollateralError):
+        pki.check_crl(pki.parse_crl(_build_crl(other_k, root_c.subject, [])), root, NOW)
+    with pytest.raises(CollateralError):
+        pki.parse_crl(_build_crl(root_k, root_c.subject, [5], critical_entry=True))
+    with pytest.raises(ValueError, match="scope"):
+        pki.check_not_revoked(crl, dataclasses.replace(leaf, issuer=b"\x30\x00"))
+
+
+@settings(max_examples=200, deadline=500, database=None)
+@given(st.data())
+def test_crl_parser_fuzz(data: st.DataObject) -> None:
+    base = bytearray(_FUZZ_CRL)
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(0, len(base) - 1))
+        base[i] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        del base[data.draw(st.integers(0, len(base) - 1)) :]
+    with contextlib.suppress(EnclaviaError):
+        pki.parse_crl(bytes(base))
+
+
+_FUZZ_ROOT_K = ec.generate_private_key(ec.SECP384R1())
+_FUZZ_CRL = _build_crl(_FUZZ_ROOT_K, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "root")]), [1, 2, 3])

@@ -41,6 +41,8 @@ from enclavia.errors import (
     CertificateChainError,
     CertificateExpiredError,
     CertificateNotYetValidError,
+    CertificateRevokedError,
+    CollateralError,
     SignatureInvalidError,
     UntrustedRootError,
 )
@@ -50,9 +52,12 @@ __all__ = [
     "OID_KEY_USAGE",
     "Certificate",
     "ChainCache",
+    "Crl",
     "Extension",
     "PublicKey",
     "certificate_from_pem",
+    "check_crl",
+    "check_not_revoked",
     "check_validity",
     "der_integer",
     "der_octet_string",
@@ -60,6 +65,7 @@ __all__ = [
     "load_pem_certificates",
     "load_public_key",
     "parse_certificate",
+    "parse_crl",
     "pem_to_der",
     "verify_cert_signature",
     "verify_chain",
@@ -99,7 +105,7 @@ _OID_HASH: dict[str, _HashFactory] = {
 }
 _ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
-# --- strict DER reader -------------------------------------------------------------------------------------
+# --- strict DER reader ---------------------------------------------------------------------------------
 
 _SEQUENCE = 0x30
 _SET = 0x31
@@ -254,7 +260,7 @@ def _bit_string_bytes(v: bytes) -> tuple[bytes, int]:
     return v[1:], v[0]
 
 
-# --- public value decoders (used by platform code for vendor extensions) -----------------------------------
+# --- public value decoders (used by platform code for vendor extensions) -------------------------------
 
 
 def der_integer(value: bytes) -> int:
@@ -293,7 +299,7 @@ def der_octet_string(value: bytes) -> bytes:
     return out
 
 
-# --- keys --------------------------------------------------------------------------------------------------
+# --- keys ----------------------------------------------------------------------------------------------
 
 
 class PublicKey:
@@ -331,7 +337,7 @@ def load_public_key(spki_der: bytes) -> PublicKey:
     raise CertificateChainError("public key type not allowed")
 
 
-# --- certificates ------------------------------------------------------------------------------------------
+# --- certificates --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -521,12 +527,7 @@ def parse_certificate(der: bytes) -> Certificate:  # noqa: PLR0915
             while not exts.at_end():
                 ext = exts.sub(_SEQUENCE)
                 oid = _oid_value(ext.value(_OID))
-                critical = False
-                if ext.peek_tag() == _BOOLEAN:
-                    b = ext.value(_BOOLEAN)
-                    if b not in (b"\x00", b"\xff"):
-                        raise _DerError("bad BOOLEAN")
-                    critical = b == b"\xff"
+                critical = _read_critical(ext)
                 value = ext.value(_OCTET_STRING)
                 ext.done()
                 if oid in extensions:
@@ -587,7 +588,7 @@ def certificate_from_pem(pem: bytes) -> Certificate:
     return certs[0]
 
 
-# --- signatures --------------------------------------------------------------------------------------------
+# --- signatures ----------------------------------------------------------------------------------------
 
 
 def _pss_params(params: bytes | None) -> tuple[hashes.HashAlgorithm, int]:
@@ -760,7 +761,7 @@ def _p384_key(public_key: PublicKey | Certificate) -> ec.EllipticCurvePublicKey:
     return k
 
 
-# --- chains and the cache ----------------------------------------------------------------------------------
+# --- chains and the cache ------------------------------------------------------------------------------
 
 
 class ChainCache:
@@ -882,3 +883,142 @@ def verify_chain(
 def fingerprint_sha256(certs: Iterable[Certificate]) -> list[str]:
     """Hex SHA-256 of each certificate's DER (for pins and logs)."""
     return [c.sha256.hex() for c in certs]
+
+
+# --- certificate revocation lists ----------------------------------------------------------------------
+
+OID_CRL_NUMBER = "2.5.29.20"
+OID_AUTHORITY_KEY_ID = "2.5.29.35"
+_KNOWN_CRL_EXTENSIONS = frozenset({OID_CRL_NUMBER, OID_AUTHORITY_KEY_ID})
+MAX_CRL_LEN = 1024 * 1024
+
+
+@dataclass(frozen=True, eq=False)
+class Crl:
+    """One X.509 v2 CRL (RFC 5280 section 5): the fields a verifier needs. Built by :func:`parse_crl`."""
+
+    der: bytes
+    tbs: bytes
+    signature_algorithm: str
+    signature_params: bytes | None
+    signature: bytes
+    issuer: bytes
+    this_update: datetime
+    next_update: datetime | None
+    revoked_serials: frozenset[int]
+
+
+def _read_time(d: _Der) -> datetime:
+    t, _, vs, ve = d.read_tlv()
+    return _time_value(t, d.data[vs:ve])
+
+
+def _read_critical(ext: _Der) -> bool:
+    """The optional ``critical BOOLEAN DEFAULT FALSE`` of an Extension."""
+    if ext.peek_tag() != _BOOLEAN:
+        return False
+    b = ext.value(_BOOLEAN)
+    if b not in (b"\x00", b"\xff"):
+        raise _DerError("bad BOOLEAN")
+    return b == b"\xff"
+
+
+def parse_crl(der: bytes) -> Crl:  # noqa: PLR0915
+    """Parse a DER CRL strictly. Unknown critical CRL or entry extensions are refused (RFC 5280 5.2, 5.3):
+    an indirect or delta CRL, for instance, would change what the list means. Raises CollateralError."""
+    if not isinstance(der, bytes):
+        raise TypeError("CRL must be bytes")
+    if not der or len(der) > MAX_CRL_LEN:
+        raise CollateralError("CRL has an invalid length")
+    try:
+        top = _Der(der)
+        crl = top.sub(_SEQUENCE)
+        top.done()
+        tbs_start, tbs_vs, tbs_end = crl.expect(_SEQUENCE)
+        tbs = _Der(der, tbs_vs, tbs_end)
+        sig_oid, sig_params, sig_alg_raw = _algorithm_identifier(crl)
+        signature, unused = _bit_string_bytes(crl.value(_BIT_STRING))
+        if unused:
+            raise _DerError("signature has unused bits")
+        crl.done()
+        if _int_value(tbs.value(_INTEGER)) != 1:
+            raise _DerError("only v2 CRLs are accepted")
+        _oid, _params, tbs_sig_raw = _algorithm_identifier(tbs)
+        if tbs_sig_raw != sig_alg_raw:
+            raise _DerError("inner and outer signature algorithms differ")
+        issuer = tbs.raw(_SEQUENCE)
+        this_update = _read_time(tbs)
+        next_update = _read_time(tbs) if tbs.peek_tag() in (_UTC_TIME, _GENERALIZED_TIME) else None
+        revoked: set[int] = set()
+        if tbs.peek_tag() == _SEQUENCE:
+            entries = tbs.sub(_SEQUENCE)
+            while not entries.at_end():
+                entry = entries.sub(_SEQUENCE)
+                serial_raw = entry.value(_INTEGER)
+                if len(serial_raw) > 21:
+                    raise _DerError("serial too long")
+                serial = _int_value(serial_raw)
+                _read_time(entry)
+                if not entry.at_end():
+                    exts = entry.sub(_SEQUENCE)
+                    while not exts.at_end():
+                        ext = exts.sub(_SEQUENCE)
+                        _oid_value(ext.value(_OID))
+                        if _read_critical(ext):
+                            raise _DerError("critical CRL entry extension")
+                        ext.value(_OCTET_STRING)
+                        ext.done()
+                entry.done()
+                revoked.add(serial)
+        if tbs.peek_tag() == 0xA0:
+            wrapper = tbs.sub(0xA0)
+            exts = wrapper.sub(_SEQUENCE)
+            wrapper.done()
+            while not exts.at_end():
+                ext = exts.sub(_SEQUENCE)
+                oid = _oid_value(ext.value(_OID))
+                if _read_critical(ext) and oid not in _KNOWN_CRL_EXTENSIONS:
+                    raise _DerError("unknown critical CRL extension")
+                ext.value(_OCTET_STRING)
+                ext.done()
+        tbs.done()
+    except _DerError:
+        raise CollateralError("CRL does not parse") from None
+    return Crl(
+        der=der,
+        tbs=der[tbs_start:tbs_end],
+        signature_algorithm=sig_oid,
+        signature_params=sig_params,
+        signature=signature,
+        issuer=issuer,
+        this_update=this_update,
+        next_update=next_update,
+        revoked_serials=frozenset(revoked),
+    )
+
+
+def check_crl(crl: Crl, issuer: Certificate, now: datetime) -> None:
+    """``crl`` is issued and signed by ``issuer`` (which may sign CRLs) and current at ``now``
+    (thisUpdate <= now <= nextUpdate; a CRL without nextUpdate is refused). Raises CollateralError."""
+    _require_aware(now)
+    if crl.issuer != issuer.subject:
+        raise CollateralError("CRL is not issued by this certificate authority")
+    ku = issuer.key_usage
+    if ku is not None and 6 not in ku:
+        raise CollateralError("CRL issuer may not sign CRLs")
+    try:
+        _verify_x509_signature(
+            issuer.public_key, crl.signature_algorithm, crl.signature_params, crl.signature, crl.tbs
+        )
+    except (InvalidSignature, _DerError, ValueError):
+        raise CollateralError("CRL signature does not verify") from None
+    if now < crl.this_update or crl.next_update is None or now > crl.next_update:
+        raise CollateralError("CRL is not current")
+
+
+def check_not_revoked(crl: Crl, cert: Certificate) -> None:
+    """Raise CertificateRevokedError when ``cert`` (issued by the CRL's issuer) is listed."""
+    if cert.issuer != crl.issuer:
+        raise ValueError("certificate is not in this CRL's scope")
+    if cert.serial in crl.revoked_serials:
+        raise CertificateRevokedError()

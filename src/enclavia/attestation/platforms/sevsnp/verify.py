@@ -25,10 +25,13 @@ from enclavia.crypto.pki import (
     Certificate,
     ChainCache,
     certificate_from_pem,
+    check_crl,
+    check_not_revoked,
     der_integer,
     der_octet_string,
     der_string,
     parse_certificate,
+    parse_crl,
     pem_to_der,
     verify_chain,
     verify_ecdsa_p384_rs,
@@ -161,9 +164,10 @@ def _verify_endorsement_chain(
     *,
     now: datetime,
     cache: ChainCache | None,
-) -> None:
-    """key <- intermediate <- ARK. Supplied roots must be the pinned ARK. Intermediates are tried in order
-    (supplied, then bundled); the first that chains wins, else the first error is raised."""
+) -> Certificate:
+    """key <- intermediate <- ARK; returns the intermediate that chained. Supplied roots must be the pinned
+    ARK. Intermediates are tried in order (supplied, then bundled); the first that chains wins, else the first
+    error is raised."""
     for c in supplied:
         if c.self_issued and c.der != ark.der:
             raise UntrustedRootError("supplied AMD root is not the pinned ARK for this product")
@@ -183,7 +187,7 @@ def _verify_endorsement_chain(
         except EnclaviaError as exc:
             first_error = first_error or exc
             continue
-        return
+        return inter
     assert first_error is not None
     raise first_error
 
@@ -198,13 +202,16 @@ def verify(
     product: str | None = None,
     cache: ChainCache | None = None,
     ark_pem: bytes | None = None,
+    crl_der: bytes | None = None,
 ) -> Claims:
     """Verify a SEV-SNP report at time ``now`` and return its claims.
 
     ``vcek_der``: the VCEK or VLEK certificate (DER). ``aux``: the extended report's certificate table (used
     when ``vcek_der`` is not given, and for its ASK/ASVK). ``chain_pem``: ASK/ASVK (+ ARK) as AMD KDS serves
     them; optional, the AMD intermediates are bundled. ``product``: Milan, Genoa or Turin, checked against the
-    certificate and the report. ``ark_pem`` replaces the pinned ARK (tests and not-yet-bundled products only).
+    certificate and the report. ``crl_der``: AMD's CRL for the product (KDS ``.../crl``, signed by the ARK);
+    when given and current, a revoked ASK/ASVK is refused and the claims say revocation was checked.
+    ``ark_pem`` replaces the pinned ARK (tests and not-yet-bundled products only).
     Binding of report_data to a nonce and key configuration is checked by appraisal.
     """
     if now.tzinfo is None:
@@ -238,25 +245,35 @@ def verify(
     bundled: list[Certificate] = []
     if ark_pem is None:
         bundled.append(_pem_cert(ask_pem if rep.signing_key is SigningKey.VCEK else asvk_pem))
-    _verify_endorsement_chain(
+    inter = _verify_endorsement_chain(
         key_cert, ark, _intermediate_cn(rep.signing_key, prod), supplied, bundled, now=now, cache=cache
     )
-    # 6. TCB: the certificate's SPL extensions equal REPORTED_TCB (the TCB the key was derived for).
+    # 6. Revocation, when the caller supplies AMD's CRL: signed by the ARK, current at ``now``, and the
+    #    ASK/ASVK not listed. (VCEKs and VLEKs are not revoked by serial: they all carry serial 0.)
+    revocation = Revocation.UNKNOWN
+    if crl_der is not None:
+        crl = parse_crl(crl_der)
+        check_crl(crl, ark, now)
+        check_not_revoked(crl, inter)
+        revocation = Revocation.CHECKED
+    # 7. TCB: the certificate's SPL extensions equal REPORTED_TCB (the TCB the key was derived for).
     reported = TcbVersion.decode(rep.reported_tcb, prod)
     _check_tcb(key_cert, reported, prod)
-    # 7. Chip: a VCEK's hwID equals CHIP_ID (Turin: first 8 bytes, rest zero), unless the host masked CHIP_ID.
+    # 8. Chip: a VCEK's hwID equals CHIP_ID (Turin: first 8 bytes, rest zero), unless the host masked CHIP_ID.
     if rep.signing_key is SigningKey.VCEK and not rep.mask_chip_key:
         hwid = _hwid(key_cert, prod)
         expected = hwid + bytes(64 - len(hwid))
         if not hmac.compare_digest(rep.chip_id, expected):
             raise ChipMismatchError()
-    # 8. Report signature: ECDSA P-384/SHA-384 over bytes 0x000..0x29F with the VCEK/VLEK key.
+    # 9. Report signature: ECDSA P-384/SHA-384 over bytes 0x000..0x29F with the VCEK/VLEK key.
     verify_ecdsa_p384_rs(key_cert, rep.signature_r, rep.signature_s, rep.signed_bytes)
-    # 9. Claims.
-    return _claims(rep, prod, key_cert, reported)
+    # 10. Claims.
+    return _claims(rep, prod, key_cert, reported, revocation)
 
 
-def _claims(rep: AttestationReport, prod: Product, key_cert: Certificate, reported: TcbVersion) -> Claims:
+def _claims(
+    rep: AttestationReport, prod: Product, key_cert: Certificate, reported: TcbVersion, revocation: Revocation
+) -> Claims:
     details: dict[str, object] = {
         "version": rep.version,
         "product": prod.value,
@@ -301,6 +318,6 @@ def _claims(rep: AttestationReport, prod: Product, key_cert: Certificate, report
         issued_at=None,  # the report carries no time: freshness comes from the nonce in report_data
         tcb=reported.as_dict(),
         details=details,
-        # No CRL is consulted offline (see docs/attestation.md): policy must accept UNKNOWN explicitly.
-        revocation=Revocation.UNKNOWN,
+        # Without a CRL nothing is consulted offline (docs/attestation.md): policy must accept UNKNOWN.
+        revocation=revocation,
     )
