@@ -23,6 +23,8 @@ class Kind(IntEnum):
     GATEWAY = 2
     HEALTH = 3
     METRICS = 4
+    BROKER_ATTEST = 5  # body: broker challenge nonce (hex) -> {"bundle": ..., "secrets": [...]}
+    INSTALL_SECRET = 6  # body: a broker release response (JSON) -> {"installed": path, "pending": n}
 
 
 class ChannelError(Exception):

@@ -103,11 +103,15 @@ def model_train(
 # -- serve ---------------------------------------------------------------------------------------
 
 
-def serve(
+def serve(  # noqa: PLR0917 - typer options
     listen: Annotated[str, typer.Option(help="host:port for the host API")] = "127.0.0.1:8000",
     model_dir: Annotated[Path | None, typer.Option(help="Model directory")] = None,
     tee: Annotated[str, typer.Option(help="TEE backend")] = "simulated",
     state: Annotated[Path | None, typer.Option("--state-dir", help="State directory")] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="Key broker URL: fetch the enclave's secrets (sealed models) from it")
+    ] = None,
+    broker_retry_max: Annotated[float, typer.Option(help="Longest wait between broker retries (s)")] = 30.0,
     embeddings: Annotated[
         bool, typer.Option(help="Load the embedding model (needs the embeddings extra)")
     ] = False,
@@ -138,7 +142,12 @@ def serve(
         *(["--embeddings"] if embeddings else []),
     ]
     supervisor = Supervisor(link=link, args=args, metrics=metrics)
-    app = create_app(HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0)))
+    kbs = None
+    if broker:
+        from enclavia.host.kbs import KbsRelay
+
+        kbs = KbsRelay(broker, link, supervisor, max_backoff_s=broker_retry_max)
+    app = create_app(HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0), kbs))
     elog.get_logger().info("host.started", listen=listen, socket=link.socket_path)
     uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False)
 

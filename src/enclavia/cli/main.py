@@ -13,6 +13,7 @@ app = typer.Typer(
 # One line per topic module; add yours here.
 TOPICS = [
     "enclavia.cli.core",
+    "enclavia.cli.broker",
     "enclavia.cli.verify",
     "enclavia.cli.release",
 ]

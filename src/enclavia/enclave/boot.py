@@ -12,6 +12,8 @@ from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
 from enclavia.enclave.core import Enclave
 from enclavia.enclave.image import build_manifest
 from enclavia.enclave.routes import InnerApp
+from enclavia.enclave.sealed import SUFFIX as SEALED_SUFFIX
+from enclavia.enclave.sealed import load_sealed_models
 from enclavia.inference.linear import LinearClassifier
 from enclavia.observability.metrics import EnclaveMetrics
 from enclavia.tee.simulated import SimulatedAttester, load_platform_key
@@ -45,8 +47,12 @@ class EnclaveConfig:
 def load_models(model_dir: Path) -> dict[str, LinearClassifier]:
     models: dict[str, LinearClassifier] = {}
     for path in sorted(model_dir.glob("*.json")):
+        if path.with_name(path.name + SEALED_SUFFIX).exists():
+            continue  # a sealed copy is configured: never serve the plaintext beside it
         model = LinearClassifier(path.read_bytes())
         models[model.name] = model
+    # Sealed artifacts: placeholders (503 until the broker releases their key), digests from their headers.
+    models.update(load_sealed_models(model_dir))
     return models
 
 

@@ -13,6 +13,7 @@ from enclavia.crypto.bhttp import decode_request, encode_response
 from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
 from enclavia.crypto.ohttp import Gateway, GatewayKey
 from enclavia.crypto.signing import SigningKey
+from enclavia.enclave.keyrelease import KeyRelease
 from enclavia.enclave.routes import InnerApp
 from enclavia.errors import ReplayedNonceError
 from enclavia.tee.base import Attester
@@ -58,6 +59,8 @@ class Enclave:
         self.key_config = self.gateway_key.config.encode()
         self.signing_key = SigningKey.generate()
         self._gateway = Gateway([self.gateway_key])
+        # Sealed models wait for keys released by the broker to this gateway key (see keyrelease.py).
+        self.key_release = KeyRelease(self.gateway_key, app.models, log=app.log)
         self._nonces = NonceLedger()
 
     def attestation_bundle(self, nonce: bytes) -> AttestationBundle:

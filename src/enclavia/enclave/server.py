@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,10 @@ class EnclaveServer:
                 return True, "", self._gateway(frame.body)
             if frame.kind == channel.Kind.ATTEST:
                 return True, "", self._attest(frame.body)
+            if frame.kind == channel.Kind.BROKER_ATTEST:
+                return True, "", self._broker_attest(frame.body)
+            if frame.kind == channel.Kind.INSTALL_SECRET:
+                return True, "", self.enclave.key_release.install(frame.body)
             if frame.kind == channel.Kind.HEALTH:
                 return True, "", b'{"status":"ok"}'
             if frame.kind == channel.Kind.METRICS:
@@ -69,6 +74,11 @@ class EnclaveServer:
             self.metrics.gateway_errors.labels(err.code).inc()
             self.log("enclave.gateway_error", error_code=err.code)
             raise
+
+    def _broker_attest(self, body: bytes) -> bytes:
+        # A bundle bound to the broker's challenge, plus the secrets this enclave still waits for.
+        bundle = json.loads(self._attest(body))
+        return self.enclave.key_release.broker_response(bundle)
 
     def _attest(self, body: bytes) -> bytes:
         start = time.perf_counter()

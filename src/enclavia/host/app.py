@@ -21,6 +21,7 @@ from enclavia.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from enclavia.host.kbs import KbsRelay
 from enclavia.host.link import EnclaveLink, Supervisor
 from enclavia.host.ratelimit import TokenBucket
 from enclavia.observability.logging import get_logger
@@ -51,6 +52,7 @@ class HostState:
     supervisor: Supervisor | None
     metrics: HostMetrics
     attest_bucket: TokenBucket
+    kbs: KbsRelay | None = None  # key-broker relay (enclavia serve --broker URL)
 
 
 def _problem(err: EnclaviaError | type[EnclaviaError], traceparent: str) -> Response:
@@ -63,7 +65,11 @@ def create_app(state: HostState) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if state.supervisor is not None:
             await state.supervisor.start()
+        if state.kbs is not None:
+            await state.kbs.start()
         yield
+        if state.kbs is not None:
+            await state.kbs.stop()
         if state.supervisor is not None:
             await state.supervisor.stop()
 

@@ -1,0 +1,1 @@
+"""Alembic migrations of the broker schema (applied at start by ``Store.migrate``)."""

@@ -1,0 +1,966 @@
+"""The key broker: challenge, attest, release (KBS protocol) and an admin API; FastAPI over ``BrokerService``.
+
+Protocol (DESIGN.md, docs/broker.md)::
+
+    POST /kbs/v1/challenge                     -> {"nonce": hex(32 bytes), "expires_at": iso}
+    POST /kbs/v1/attest     {"bundle": {...}}  -> {"token": JWS, "expires_at": iso, "result": {...}}
+    GET  /kbs/v1/secrets/{path}[?version=N]    -> {"path", "version", "policy_revision", "jti", "enc",
+         Authorization: Bearer <token>             "ciphertext"}   (base64; HPKE to the attested key config)
+
+Every decision (and every denial, with its stable code) is appended to the audit ledger in the same
+database transaction as the decision: if the append fails, the request fails with it. Errors are RFC 9457
+problem+json bodies with fixed text; nothing from the request is echoed or logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from enclavia.attestation.bundle import AttestationBundle
+from enclavia.broker import tokens
+from enclavia.broker.audit import Checkpoint, Ledger, iso_ms, latest_checkpoint
+from enclavia.broker.keystore import KeyStore, open_keystore
+from enclavia.broker.store import (
+    Store,
+    attestations,
+    challenges,
+    key_material,
+    policies,
+    policy_head,
+    secret_versions,
+)
+from enclavia.broker.verify import AttestedEnclave, parse, verify_presented_bundle
+from enclavia.crypto import aead
+from enclavia.crypto.kbs import release_aad, seal_secret
+from enclavia.crypto.signing import SigningKey
+from enclavia.errors import (
+    AdminUnauthorizedError,
+    BadRequestError,
+    CryptoError,
+    DecryptionError,
+    EnclaviaError,
+    EvidenceFormatError,
+    MeasurementNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PolicyRevisionConflictError,
+    ReplayedNonceError,
+    SecretExistsError,
+    SecretNotFoundError,
+    SecretPathInvalidError,
+    StoreUnavailableError,
+    TokenInvalidError,
+    TokenStaleError,
+)
+from enclavia.policy.document import Policy, parse_policy
+from enclavia.policy.rules import cel_claims, check_release, validate_secret_path
+
+NONCE_LEN: Final = 32
+MAX_SECRET_BYTES: Final = 64 << 10
+MAX_ATTEST_BODY: Final = (2 << 20) + 1024
+MAX_ADMIN_BODY: Final = (1 << 20) + 1024
+KEY_CONTEXT: Final = b"enclavia-broker-key-v1\x00"
+DEK_CONTEXT: Final = b"enclavia-secret-dek-v1\x00"
+PURGE_EVERY: Final = 256
+RETRY_INIT_S: Final = 1.0
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    db_url: str = "sqlite:///.enclavia/broker.db"
+    keystore: str = "file:.enclavia/broker-root.key"
+    admin_token: str | None = None
+    audience: str = "enclavia-kbs"
+    token_ttl_s: int = 60
+    challenge_ttl_s: int = 60
+    checkpoint_every: int = 256
+    bootstrap_policy: str | None = None  # YAML applied at start when the store has no policy yet
+
+    def __repr__(self) -> str:
+        return f"BrokerConfig(audience={self.audience!r}, token_ttl_s={self.token_ttl_s})"
+
+
+class BrokerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.decisions = Counter(
+            "enclavia_broker_decisions",
+            "Broker decisions by action, outcome and code",
+            ["action", "outcome", "code"],
+            registry=r,
+        )
+        self.release_denials = Counter(
+            "enclavia_broker_key_release_denials", "Key-release denials by code", ["code"], registry=r
+        )
+        self.attestation_failures = Counter(
+            "enclavia_broker_attestation_failures", "Attestations refused by code", ["code"], registry=r
+        )
+        self.latency = Histogram(
+            "enclavia_broker_request_seconds",
+            "Broker request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "enclavia_broker_store_unavailable", "Requests refused because the store was down", registry=r
+        )
+
+
+@dataclass
+class _Runtime:
+    keystore: KeyStore
+    signing_key: SigningKey
+    ledger: Ledger
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _json_object(body: bytes, limit: int) -> dict[str, Any]:
+    if len(body) > limit:
+        raise PayloadTooLargeError()
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequestError("body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise BadRequestError("body must be a JSON object")
+    return doc
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise TokenInvalidError("bearer token missing")
+    return authorization[len("Bearer ") :].strip()
+
+
+def _secret_record_aad(path: str, version: int) -> bytes:
+    return json.dumps({"path": path, "version": version}, sort_keys=True, separators=(",", ":")).encode()
+
+
+class BrokerService:
+    """Framework-free broker logic; ``create_app`` puts HTTP around it. Thread-safe."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        keystore: KeyStore | None = None,
+        metrics: BrokerMetrics | None = None,
+        log: Callable[..., Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics or BrokerMetrics()
+        self.log = log or (lambda *a, **k: None)
+        self.store = Store(config.db_url)
+        self._keystore = keystore
+        self._runtime: _Runtime | None = None
+        self._init_lock = threading.Lock()
+        self._last_init_attempt = 0.0
+        self._policies: dict[int, Policy] = {}
+        self._challenge_count = 0
+
+    # -- start-up --------------------------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Try to initialise now (migrations, keys, bootstrap policy). False if the store is down: the
+        service still answers, with 503, and retries on later requests."""
+        try:
+            self._ready(force=True)
+        except StoreUnavailableError:
+            return False
+        return True
+
+    def _ready(self, force: bool = False) -> _Runtime:
+        rt = self._runtime
+        if rt is not None:
+            return rt
+        with self._init_lock:
+            if self._runtime is not None:
+                return self._runtime
+            now = time.monotonic()
+            if not force and now - self._last_init_attempt < RETRY_INIT_S:
+                self.metrics.store_errors.inc()
+                raise StoreUnavailableError()
+            self._last_init_attempt = now
+            try:
+                self._runtime = self._initialise()
+            except StoreUnavailableError as err:
+                self.metrics.store_errors.inc()
+                self.log("broker.store_error", stage="start", error_code=err.code)
+                raise
+            return self._runtime
+
+    def _initialise(self) -> _Runtime:
+        self.store.migrate()
+        keystore = self._keystore or open_keystore(self.config.keystore)
+        self._keystore = keystore
+        signing_seed = self._key(keystore, "signing", _new_signing)
+        audit_key = self._key(keystore, "audit", lambda: (secrets.token_bytes(32), None))
+        signing_key = SigningKey.from_private_bytes(signing_seed)
+        ledger = Ledger(
+            audit_key, signing_key, checkpoint_every=self.config.checkpoint_every, clock=self.clock
+        )
+        rt = _Runtime(keystore=keystore, signing_key=signing_key, ledger=ledger)
+        if self.config.bootstrap_policy is not None:
+            self._bootstrap_policy(rt, self.config.bootstrap_policy)
+        return rt
+
+    def _key(self, keystore: KeyStore, name: str, make: Callable[[], tuple[bytes, bytes | None]]) -> bytes:
+        context = KEY_CONTEXT + name.encode()
+        with self.store.transaction() as conn:
+            row = conn.execute(select(key_material).where(key_material.c.name == name)).first()
+        if row is None:
+            secret, public = make()
+            try:
+                with self.store.engine.begin() as conn:
+                    conn.execute(
+                        insert(key_material).values(
+                            name=name,
+                            wrapped=keystore.wrap(secret, context),
+                            public=public,
+                            created_at_ms=int(self.clock() * 1000),
+                        )
+                    )
+            except IntegrityError:
+                pass  # another worker created it first; use theirs
+            with self.store.transaction() as conn:
+                row = conn.execute(select(key_material).where(key_material.c.name == name)).one()
+        try:
+            return keystore.unwrap(row.wrapped, context)
+        except DecryptionError:
+            raise StoreUnavailableError(
+                "key store does not hold the key this database was made with"
+            ) from None
+
+    def _bootstrap_policy(self, rt: _Runtime, text: str) -> None:
+        policy = parse_policy(text)
+        with self.store.transaction() as conn:
+            head = conn.execute(
+                select(policy_head.c.revision).where(policy_head.c.id == 1).with_for_update()
+            ).one()
+            if head.revision != 0:
+                return
+            self._write_policy(conn, rt, policy, head.revision)
+
+    @property
+    def public_key(self) -> bytes:
+        return self._ready().signing_key.public_bytes
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _policy(self, conn: Connection, revision: int) -> Policy | None:
+        if revision == 0:
+            return None
+        cached = self._policies.get(revision)
+        if cached is not None:
+            return cached
+        row = conn.execute(select(policies.c.source).where(policies.c.revision == revision)).one()
+        policy = parse_policy(row.source)
+        self._policies[revision] = policy
+        return policy
+
+    def _record(self, action: str, outcome: str, code: str, **fields: Any) -> None:
+        self.metrics.decisions.labels(action, outcome, code).inc()
+        self.log(
+            "broker.event",
+            action=action,
+            outcome=outcome,
+            error_code=None if code == "ok" else code,
+            **fields,
+        )
+
+    def _now_dt(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), tz=UTC)
+
+    # -- protocol --------------------------------------------------------------------------------
+
+    def challenge(self) -> dict[str, Any]:
+        rt = self._ready()
+        now = self.clock()
+        nonce = secrets.token_bytes(NONCE_LEN)
+        expires = now + self.config.challenge_ttl_s
+        with self.store.transaction() as conn:
+            conn.execute(insert(challenges).values(nonce=nonce.hex(), expires_at_ms=int(expires * 1000)))
+            rt.ledger.append(conn, action="challenge", outcome="ok", code="ok", ids={"nonce": nonce})
+            self._challenge_count += 1
+            if self._challenge_count % PURGE_EVERY == 0:
+                self._purge(conn, now)
+        self._record("challenge", "ok", "ok")
+        return {"nonce": nonce.hex(), "expires_at": iso_ms(expires)}
+
+    def _purge(self, conn: Connection, now: float) -> None:
+        cutoff = int(now * 1000)
+        conn.execute(delete(challenges).where(challenges.c.expires_at_ms < cutoff))
+        conn.execute(delete(attestations).where(attestations.c.expires_at_ms < cutoff))
+
+    def _verify_body(
+        self, body: bytes, policy: Policy | None
+    ) -> tuple[AttestationBundle | None, AttestedEnclave | None, EnclaviaError | None]:
+        bundle: AttestationBundle | None = None
+        try:
+            doc = _json_object(body, MAX_ATTEST_BODY)
+            if set(doc) != {"bundle"} or not isinstance(doc["bundle"], dict):
+                raise EvidenceFormatError('body must be {"bundle": <attestation bundle>}')
+            bundle = parse(json.dumps(doc["bundle"]).encode())
+            if policy is None:
+                raise MeasurementNotAllowedError("no policy installed")
+            return bundle, verify_presented_bundle(bundle, policy=policy, now=self._now_dt()), None
+        except EnclaviaError as exc:
+            return bundle, None, exc
+        except ValueError:
+            return bundle, None, EvidenceFormatError()
+
+    def attest(self, body: bytes) -> dict[str, Any]:
+        rt = self._ready()
+        now = self.clock()
+        with self.store.transaction() as conn:
+            revision = int(
+                conn.execute(select(policy_head.c.revision).where(policy_head.c.id == 1)).scalar_one()
+            )
+            policy = self._policy(conn, revision)
+        # 1-7. Parse and verify outside any transaction (CPU only), under the current policy.
+        bundle, attested, error = self._verify_body(body, policy)
+        jti = tokens.new_jti()
+        exp = int(now) + self.config.token_ttl_s
+        measurement = attested.result.measurement if attested else None
+        with self.store.transaction() as conn:
+            # 2. Freshness: the nonce is an outstanding challenge of ours, consumed exactly once (even when
+            #    the evidence is refused). Replay takes precedence over every other verdict.
+            if bundle is not None:
+                consumed = conn.execute(
+                    delete(challenges).where(
+                        challenges.c.nonce == bundle.nonce.hex(), challenges.c.expires_at_ms > int(now * 1000)
+                    )
+                ).rowcount
+                if consumed != 1:
+                    error = ReplayedNonceError()
+            ids: dict[str, str | bytes] = {}
+            if bundle is not None:
+                ids["nonce"] = bundle.nonce
+            if measurement is not None:
+                ids["measurement"] = measurement
+            if error is None and attested is not None:
+                result = attested.result
+                claims = result.claims
+                cel = cel_claims(
+                    tee=str(result.tee),
+                    measurement=result.measurement,
+                    debug=claims.debug,
+                    reference=result.reference_name,
+                    policy_id=result.policy_id,
+                    policy_revision=result.policy_revision,
+                    measurements={k: v.hex() for k, v in claims.measurements.items()},
+                    tcb={k: v for k, v in claims.tcb.items() if isinstance(v, (str, int, bool))},
+                )
+                conn.execute(
+                    insert(attestations).values(
+                        jti=jti,
+                        key_config=bundle.key_config if bundle else b"",
+                        claims=json.dumps(cel, sort_keys=True),
+                        policy_revision=revision,
+                        expires_at_ms=exp * 1000,
+                    )
+                )
+                ids["jti"] = jti
+                rt.ledger.append(
+                    conn, action="attest", outcome="ok", code="ok", policy_revision=revision, ids=ids
+                )
+            else:
+                assert error is not None
+                rt.ledger.append(
+                    conn,
+                    action="attest",
+                    outcome="denied",
+                    code=error.code,
+                    policy_revision=revision,
+                    ids=ids,
+                )
+        tee = str(bundle.tee) if bundle else None
+        if error is not None:
+            self.metrics.attestation_failures.labels(error.code).inc()
+            self._record(
+                "attest", "denied", error.code, policy_revision=revision, tee=tee, measurement=measurement
+            )
+            raise error
+        assert attested is not None and bundle is not None
+        result = attested.result
+        claims_out = tokens.TokenClaims(
+            status=str(result.status),
+            tee=str(result.tee),
+            measurement=result.measurement,
+            policy_id=result.policy_id,
+            policy_revision=revision,
+            key_config_digest=tokens.key_config_digest(bundle.key_config),
+            iat=int(now),
+            exp=exp,
+            jti=jti,
+            aud=self.config.audience,
+        )
+        token = tokens.issue(rt.signing_key, claims_out)
+        self._record("attest", "ok", "ok", policy_revision=revision, tee=tee, measurement=measurement)
+        return {
+            "token": token,
+            "expires_at": iso_ms(exp),
+            "result": {
+                "status": str(result.status),
+                "tee": str(result.tee),
+                "measurement": result.measurement,
+                "policy_id": result.policy_id,
+                "policy_revision": revision,
+                "reference": result.reference_name,
+            },
+        }
+
+    def release(self, path: str, authorization: str | None, version: str | None = None) -> dict[str, Any]:
+        rt = self._ready()
+        now = self.clock()
+        error: EnclaviaError | None = None
+        claims: tokens.TokenClaims | None = None
+        wanted: int | None = None
+        # Checks that need no database: path shape, token signature, expiry, audience, algorithm.
+        try:
+            validate_secret_path(path)
+            if version is not None:
+                if not version.isdigit() or not 0 < len(version) <= 9:
+                    raise SecretPathInvalidError("version must be a positive integer")
+                wanted = int(version)
+            claims = tokens.verify(
+                _bearer(authorization),
+                public_key=rt.signing_key.public_bytes,
+                audience=self.config.audience,
+                now=now,
+            )
+        except EnclaviaError as exc:
+            error = exc
+        out: dict[str, Any] | None = None
+        ids: dict[str, str | bytes] = {"secret": path[:512]}
+        if claims is not None:
+            ids["jti"] = claims.jti
+        with self.store.transaction() as conn:
+            # The current policy revision, read under a share lock: a policy update (FOR UPDATE) waits for
+            # this release to commit, or this release waits for the update and sees its revision.
+            revision = int(
+                conn.execute(
+                    select(policy_head.c.revision).where(policy_head.c.id == 1).with_for_update(read=True)
+                ).scalar_one()
+            )
+            if error is None and claims is not None:
+                try:
+                    out = self._decide_release(
+                        conn, rt, path=path, wanted=wanted, claims=claims, revision=revision, now=now
+                    )
+                except EnclaviaError as exc:
+                    error = exc
+            if error is None and out is not None:
+                rt.ledger.append(
+                    conn, action="release", outcome="ok", code="ok", policy_revision=revision, ids=ids
+                )
+            else:
+                assert error is not None
+                rt.ledger.append(
+                    conn,
+                    action="release",
+                    outcome="denied",
+                    code=error.code,
+                    policy_revision=revision,
+                    ids=ids,
+                )
+        secret_ref = rt.ledger.ref("secret", path[:512])[:16]
+        if error is not None:
+            self.metrics.release_denials.labels(error.code).inc()
+            self._record("release", "denied", error.code, policy_revision=revision, secret_ref=secret_ref)
+            raise error
+        assert out is not None
+        self._record("release", "ok", "ok", policy_revision=revision, secret_ref=secret_ref)
+        return out
+
+    def _decide_release(
+        self,
+        conn: Connection,
+        rt: _Runtime,
+        *,
+        path: str,
+        wanted: int | None,
+        claims: tokens.TokenClaims,
+        revision: int,
+        now: float,
+    ) -> dict[str, Any]:
+        # The token was appraised under the revision in force now; otherwise the enclave re-attests.
+        if claims.policy_revision != revision:
+            raise TokenStaleError()
+        att = conn.execute(
+            select(attestations.c.key_config, attestations.c.claims, attestations.c.expires_at_ms).where(
+                attestations.c.jti == claims.jti
+            )
+        ).first()
+        if att is None or att.expires_at_ms <= int(now * 1000):
+            raise TokenInvalidError("token not issued by this broker or expired")
+        key_config = bytes(att.key_config)
+        if not hmac.compare_digest(tokens.key_config_digest(key_config), claims.key_config_digest):
+            raise TokenInvalidError("token does not match its attestation")
+        policy = self._policy(conn, revision)
+        if policy is None:
+            raise MeasurementNotAllowedError("no policy installed")
+        cel = json.loads(att.claims)
+        check_release(policy.secret_rules, path, cel.get("reference") or None, cel)
+        query = select(
+            secret_versions.c.version, secret_versions.c.wrapped_key, secret_versions.c.ciphertext
+        ).where(secret_versions.c.path == path, secret_versions.c.destroyed_at_ms.is_(None))
+        if wanted is not None:
+            query = query.where(secret_versions.c.version == wanted)
+        row = conn.execute(query.order_by(secret_versions.c.version.desc()).limit(1)).first()
+        if row is None:
+            raise SecretNotFoundError()
+        value = self._open_value(rt, path, int(row.version), bytes(row.wrapped_key), bytes(row.ciphertext))
+        aad = release_aad(path, int(row.version), revision, claims.jti)
+        try:
+            enc, ct = seal_secret(key_config, value, aad)
+        except CryptoError:
+            raise TokenInvalidError("attested key configuration unusable") from None
+        return {
+            "path": path,
+            "version": int(row.version),
+            "policy_revision": revision,
+            "jti": claims.jti,
+            "enc": _b64(enc),
+            "ciphertext": _b64(ct),
+        }
+
+    def _open_value(self, rt: _Runtime, path: str, version: int, wrapped: bytes, ciphertext: bytes) -> bytes:
+        context = DEK_CONTEXT + _secret_record_aad(path, version)
+        try:
+            dek = rt.keystore.unwrap(wrapped, context)
+            return aead.open_(dek, ciphertext, _secret_record_aad(path, version))
+        except DecryptionError:
+            raise StoreUnavailableError("stored secret does not open under the root key") from None
+
+    # -- admin -----------------------------------------------------------------------------------
+
+    def check_admin(self, authorization: str | None) -> None:
+        expected = self.config.admin_token
+        presented = (
+            authorization[len("Bearer ") :] if authorization and authorization.startswith("Bearer ") else ""
+        )
+        ok = bool(expected) and hmac.compare_digest(presented.encode(), (expected or "").encode())
+        if not ok:
+            rt = self._ready()
+            with self.store.transaction() as conn:
+                rt.ledger.append(
+                    conn, action="admin.auth", outcome="denied", code=AdminUnauthorizedError.code
+                )
+            self._record("admin.auth", "denied", AdminUnauthorizedError.code)
+            raise AdminUnauthorizedError()
+
+    def put_secret(self, path: str, value: bytes, *, rotate: bool) -> dict[str, Any]:
+        """Create (``rotate=False``: the path must not exist) or rotate (new version of an existing path)."""
+        rt = self._ready()
+        validate_secret_path(path)
+        if not 0 < len(value) <= MAX_SECRET_BYTES:
+            raise BadRequestError("secret value must be 1 byte to 64 KiB")
+        now_ms = int(self.clock() * 1000)
+        action = "secret.rotate" if rotate else "secret.create"
+        with self.store.transaction() as conn:
+            live = conn.execute(
+                select(func.count())
+                .select_from(secret_versions)
+                .where(secret_versions.c.path == path, secret_versions.c.destroyed_at_ms.is_(None))
+            ).scalar_one()
+            if rotate and live == 0:
+                raise SecretNotFoundError()
+            if not rotate and live > 0:
+                raise SecretExistsError()
+            top = conn.execute(
+                select(func.max(secret_versions.c.version)).where(secret_versions.c.path == path)
+            ).scalar_one()
+            version = int(top or 0) + 1
+            dek = aead.generate_key()
+            record_aad = _secret_record_aad(path, version)
+            try:
+                conn.execute(
+                    insert(secret_versions).values(
+                        path=path,
+                        version=version,
+                        wrapped_key=rt.keystore.wrap(dek, DEK_CONTEXT + record_aad),
+                        ciphertext=aead.seal(dek, value, record_aad),
+                        created_at_ms=now_ms,
+                        destroyed_at_ms=None,
+                    )
+                )
+            except IntegrityError:
+                raise SecretExistsError("a concurrent writer created this version") from None
+            rt.ledger.append(conn, action=action, outcome="ok", code="ok", ids={"secret": path})
+        self._record(action, "ok", "ok", secret_ref=rt.ledger.ref("secret", path)[:16])
+        return {"path": path, "version": version}
+
+    def destroy_secret(self, path: str, version: str | None = None) -> dict[str, Any]:
+        rt = self._ready()
+        validate_secret_path(path)
+        if version is not None and (not version.isdigit() or len(version) > 9):
+            raise SecretPathInvalidError("version must be a positive integer")
+        with self.store.transaction() as conn:
+            stmt = (
+                update(secret_versions)
+                .where(secret_versions.c.path == path, secret_versions.c.destroyed_at_ms.is_(None))
+                .values(wrapped_key=None, ciphertext=None, destroyed_at_ms=int(self.clock() * 1000))
+            )
+            if version is not None:
+                stmt = stmt.where(secret_versions.c.version == int(version))
+            destroyed = conn.execute(stmt).rowcount
+            if destroyed == 0:
+                raise SecretNotFoundError()
+            rt.ledger.append(conn, action="secret.destroy", outcome="ok", code="ok", ids={"secret": path})
+        self._record("secret.destroy", "ok", "ok", secret_ref=rt.ledger.ref("secret", path)[:16])
+        return {"path": path, "destroyed_versions": destroyed}
+
+    def list_secrets(self) -> dict[str, Any]:
+        self._ready()
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.store.transaction() as conn:
+            rows = conn.execute(
+                select(
+                    secret_versions.c.path,
+                    secret_versions.c.version,
+                    secret_versions.c.created_at_ms,
+                    secret_versions.c.destroyed_at_ms,
+                ).order_by(secret_versions.c.path, secret_versions.c.version)
+            ).all()
+        for row in rows:
+            out.setdefault(row.path, []).append(
+                {
+                    "version": int(row.version),
+                    "created_at": iso_ms(row.created_at_ms / 1000),
+                    "destroyed": row.destroyed_at_ms is not None,
+                }
+            )
+        return {"secrets": [{"path": p, "versions": v} for p, v in out.items()]}
+
+    def get_policy(self) -> dict[str, Any]:
+        self._ready()
+        with self.store.transaction() as conn:
+            revision = int(
+                conn.execute(select(policy_head.c.revision).where(policy_head.c.id == 1)).scalar_one()
+            )
+            if revision == 0:
+                raise NotFoundError("no policy installed")
+            row = conn.execute(select(policies).where(policies.c.revision == revision)).one()
+        return {"revision": revision, "policy_id": row.policy_id, "source": row.source}
+
+    def put_policy(self, text: str, expected_revision: int | None) -> dict[str, Any]:
+        """Compare-and-set: the new document's revision must be the current one + 1 (and the current one
+        must equal ``expected_revision`` when given). Otherwise ``PolicyRevisionConflictError`` (409)."""
+        rt = self._ready()
+        policy = parse_policy(text)
+        error: EnclaviaError | None = None
+        with self.store.transaction() as conn:
+            current = int(
+                conn.execute(
+                    select(policy_head.c.revision).where(policy_head.c.id == 1).with_for_update()
+                ).scalar_one()
+            )
+            if (
+                expected_revision is not None and expected_revision != current
+            ) or policy.revision != current + 1:
+                error = PolicyRevisionConflictError()
+                rt.ledger.append(
+                    conn,
+                    action="policy.update",
+                    outcome="denied",
+                    code=error.code,
+                    policy_revision=current,
+                    ids={"policy_id": policy.policy_id},
+                )
+            else:
+                self._write_policy(conn, rt, policy, current)
+        if error is not None:
+            self._record("policy.update", "denied", error.code, policy_revision=current)
+            raise error
+        self._record("policy.update", "ok", "ok", policy_revision=policy.revision)
+        return {"revision": policy.revision, "policy_id": policy.policy_id, "previous_revision": current}
+
+    def _write_policy(self, conn: Connection, rt: _Runtime, policy: Policy, current: int) -> None:
+        if policy.revision != current + 1:
+            raise PolicyRevisionConflictError()
+        now_ms = int(self.clock() * 1000)
+        conn.execute(
+            insert(policies).values(
+                revision=policy.revision,
+                policy_id=policy.policy_id,
+                source=policy.source,
+                created_at_ms=now_ms,
+            )
+        )
+        conn.execute(
+            update(policy_head)
+            .where(policy_head.c.id == 1)
+            .values(revision=policy.revision, updated_at_ms=now_ms)
+        )
+        rt.ledger.append(
+            conn,
+            action="policy.update",
+            outcome="ok",
+            code="ok",
+            policy_revision=policy.revision,
+            ids={"policy_id": policy.policy_id},
+        )
+        self._policies[policy.revision] = policy
+
+    def checkpoint(self, *, create: bool) -> dict[str, Any]:
+        rt = self._ready()
+        with self.store.transaction() as conn:
+            cp: Checkpoint | None = rt.ledger.checkpoint(conn) if create else latest_checkpoint(conn)
+        if cp is None:
+            raise NotFoundError("no checkpoint yet")
+        return {**cp.to_json(), "public_key": rt.signing_key.public_bytes.hex()}
+
+    def key_info(self) -> dict[str, Any]:
+        pub = self.public_key
+        return {"alg": tokens.ALG, "kid": tokens.key_id(pub), "public_key": pub.hex()}
+
+    def health(self) -> dict[str, Any]:
+        self._ready()
+        self.store.ping()
+        return {"status": "ok"}
+
+    def close(self) -> None:
+        if self._keystore is not None:
+            self._keystore.close()
+        self.store.dispose()
+
+
+def _new_signing() -> tuple[bytes, bytes | None]:
+    key = SigningKey.generate()
+    return key.private_bytes(), key.public_bytes
+
+
+def decode_secret_value(doc: Mapping[str, Any]) -> bytes:
+    value = doc.get("value")
+    if not isinstance(value, str):
+        raise BadRequestError("value must be base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequestError("value must be base64 text") from None
+
+
+def public_key_digest(public_key: bytes) -> str:
+    return hashlib.sha256(public_key).hexdigest()
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Timer:
+    metrics: BrokerMetrics
+    route: str
+    start: float = field(default_factory=time.perf_counter)
+
+    def done(self) -> None:
+        self.metrics.latency.labels(self.route).observe(time.perf_counter() - self.start)
+
+
+def create_app(service: BrokerService) -> Any:  # noqa: PLR0915 - one closure per route
+    """The FastAPI application. Blocking work runs in the thread pool; bodies are read raw and bounded."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.responses import Response
+
+    from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        await run_in_threadpool(service.start)
+        yield
+        await run_in_threadpool(service.close)
+
+    app = FastAPI(
+        title="enclavia key broker", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+
+    def ok(obj: Any, status: int = 200) -> Response:
+        return Response(
+            json.dumps(obj, separators=(",", ":")).encode(),
+            status_code=status,
+            media_type="application/json",
+            headers={"cache-control": "no-store"},
+        )
+
+    def problem(err: EnclaviaError | type[EnclaviaError]) -> Response:
+        cls = err if isinstance(err, type) else type(err)
+        headers = {"cache-control": "no-store"}
+        if cls.status == 503:
+            headers["retry-after"] = "1"
+        return Response(
+            problem_bytes(cls), status_code=cls.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+        )
+
+    async def call(route: str, fn: Callable[..., Any], *args: Any, status: int = 200) -> Response:
+        timer = _Timer(service.metrics, route)
+        try:
+            return ok(await run_in_threadpool(fn, *args), status)
+        except EnclaviaError as err:
+            return problem(err)
+        finally:
+            timer.done()
+
+    async def body(request: Request, limit: int) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise PayloadTooLargeError()
+        data = bytearray()
+        async for chunk in request.stream():
+            data.extend(chunk)
+            if len(data) > limit:
+                raise PayloadTooLargeError()
+        return bytes(data)
+
+    async def admin(request: Request) -> None:
+        await run_in_threadpool(service.check_admin, request.headers.get("authorization"))
+
+    @app.post("/kbs/v1/challenge")
+    async def challenge() -> Response:
+        return await call("challenge", service.challenge)
+
+    @app.post("/kbs/v1/attest")
+    async def attest(request: Request) -> Response:
+        try:
+            data = await body(request, MAX_ATTEST_BODY)
+        except EnclaviaError as err:
+            return problem(err)
+        return await call("attest", service.attest, data)
+
+    @app.get("/kbs/v1/secrets/{path:path}")
+    async def release(path: str, request: Request) -> Response:
+        return await call(
+            "release",
+            service.release,
+            path,
+            request.headers.get("authorization"),
+            request.query_params.get("version"),
+        )
+
+    @app.get("/kbs/v1/public-key")
+    async def public_key() -> Response:
+        return await call("public_key", service.key_info)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return await call("health", service.health)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- admin (bearer admin token, constant-time compare) --------------------------------------
+
+    @app.get("/kbs/v1/admin/secrets")
+    async def list_secrets(request: Request) -> Response:
+        try:
+            await admin(request)
+        except EnclaviaError as err:
+            return problem(err)
+        return await call("admin", service.list_secrets)
+
+    @app.post("/kbs/v1/admin/secrets/{path:path}/versions")
+    async def rotate_secret(path: str, request: Request) -> Response:
+        try:
+            await admin(request)
+            value = decode_secret_value(_json_object(await body(request, MAX_ADMIN_BODY), MAX_ADMIN_BODY))
+        except EnclaviaError as err:
+            return problem(err)
+        return await call("admin", lambda: service.put_secret(path, value, rotate=True), status=201)
+
+    @app.post("/kbs/v1/admin/secrets/{path:path}")
+    async def create_secret(path: str, request: Request) -> Response:
+        try:
+            await admin(request)
+            value = decode_secret_value(_json_object(await body(request, MAX_ADMIN_BODY), MAX_ADMIN_BODY))
+        except EnclaviaError as err:
+            return problem(err)
+        return await call("admin", lambda: service.put_secret(path, value, rotate=False), status=201)
+
+    @app.delete("/kbs/v1/admin/secrets/{path:path}")
+    async def destroy_secret(path: str, request: Request) -> Response:
+        try:
+            await admin(request)
+        except EnclaviaError as err:
+            return problem(err)
+        return await call("admin", service.destroy_secret, path, request.query_params.get("version"))
+
+    @app.get("/kbs/v1/admin/policy")
+    async def get_policy(request: Request) -> Response:
+        try:
+            await admin(request)
+        except EnclaviaError as err:
+            return problem(err)
+        return await call("admin", service.get_policy)
+
+    @app.put("/kbs/v1/admin/policy")
+    async def put_policy(request: Request) -> Response:
+        try:
+            await admin(request)
+            doc = _json_object(await body(request, MAX_ADMIN_BODY), MAX_ADMIN_BODY)
+            text, expected = doc.get("policy"), doc.get("expected_revision")
+            if not isinstance(text, str) or not (
+                expected is None or (isinstance(expected, int) and not isinstance(expected, bool))
+            ):
+                raise BadRequestError('body must be {"policy": <yaml>, "expected_revision": <int>}')
+        except EnclaviaError as err:
+            return problem(err)
+        return await call("admin", service.put_policy, text, expected)
+
+    @app.get("/kbs/v1/admin/audit/checkpoint")
+    async def get_checkpoint(request: Request) -> Response:
+        try:
+            await admin(request)
+        except EnclaviaError as err:
+            return problem(err)
+        return await call("admin", lambda: service.checkpoint(create=False))
+
+    @app.post("/kbs/v1/admin/audit/checkpoint")
+    async def make_checkpoint(request: Request) -> Response:
+        try:
+            await admin(request)
+        except EnclaviaError as err:
+            return problem(err)
+        return await call("admin", lambda: service.checkpoint(create=True), status=201)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return problem(NotFoundError if exc.status_code == 404 else BadRequestError)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, __: RequestValidationError) -> Response:
+        return problem(BadRequestError)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, __: Exception) -> Response:
+        return problem(EnclaviaError)
+
+    return app

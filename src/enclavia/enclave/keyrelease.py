@@ -1,0 +1,101 @@
+"""The enclave's side of key release: which secrets it still needs, and installing released ones.
+
+The enclave stays passive behind its one socket; the host drives the broker protocol as a relay:
+
+1. ``BROKER_ATTEST`` (body: the broker's challenge nonce, hex) -> ``{"bundle": <attestation bundle bound to
+   that nonce>, "secrets": [{"path", "version"}, ...]}`` (the secrets still pending).
+2. ``INSTALL_SECRET`` (body: the broker's release response, JSON) -> ``{"installed": path, "pending": n}``.
+
+A release is opened with the gateway's HPKE private key; the associated data is rebuilt from the response
+fields (path, version, policy revision, token id) and the path and version must be ones this enclave asked
+for, so a relay cannot swap one secret for another. Only then is the sealed model decrypted, in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from enclavia.crypto.kbs import open_secret, release_aad
+from enclavia.crypto.ohttp import GatewayKey
+from enclavia.enclave.sealed import SealedModel
+from enclavia.errors import BadRequestError, DecryptionError, EnclaviaError
+from enclavia.inference.linear import ArtifactError, LinearClassifier
+
+MAX_RELEASE_BODY = 256 << 10
+_FIELDS = {"path", "version", "policy_revision", "jti", "enc", "ciphertext"}
+
+
+def _unb64(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise BadRequestError("release field is not base64")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequestError("release field is not base64") from None
+
+
+class KeyRelease:
+    def __init__(
+        self,
+        gateway_key: GatewayKey,
+        models: Mapping[str, LinearClassifier],
+        log: Callable[..., Any] | None = None,
+    ) -> None:
+        self._key = gateway_key
+        self._sealed = {m.secret_path: m for m in models.values() if isinstance(m, SealedModel)}
+        self._log = log or (lambda *a, **k: None)
+
+    def needed(self) -> list[dict[str, Any]]:
+        return [
+            {"path": path, "version": m.header.secret_version}
+            for path, m in sorted(self._sealed.items())
+            if not m.unsealed
+        ]
+
+    def broker_response(self, bundle_json: Mapping[str, Any]) -> bytes:
+        return json.dumps(
+            {"bundle": dict(bundle_json), "secrets": self.needed()}, separators=(",", ":")
+        ).encode()
+
+    def install(self, body: bytes) -> bytes:
+        try:
+            path, version = self._install(body)
+        except EnclaviaError as err:
+            self._log("enclave.secret", outcome="error", error_code=err.code, pending=len(self.needed()))
+            raise
+        pending = len(self.needed())
+        self._log("enclave.secret", outcome="installed", version=version, pending=pending)
+        return json.dumps({"installed": path, "pending": pending}, separators=(",", ":")).encode()
+
+    def _install(self, body: bytes) -> tuple[str, int]:
+        if len(body) > MAX_RELEASE_BODY:
+            raise BadRequestError("release too large")
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise BadRequestError("release is not JSON") from None
+        if not isinstance(doc, dict) or set(doc) != _FIELDS:
+            raise BadRequestError("release has the wrong shape")
+        path, version, revision, jti = doc["path"], doc["version"], doc["policy_revision"], doc["jti"]
+        if not isinstance(path, str) or not isinstance(jti, str):
+            raise BadRequestError("release has the wrong shape")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (version, revision)):
+            raise BadRequestError("release has the wrong shape")
+        model = self._sealed.get(path)
+        if model is None or version != model.header.secret_version:
+            raise BadRequestError("this enclave did not ask for that secret")
+        dek = open_secret(
+            self._key.private_key,
+            _unb64(doc["enc"]),
+            _unb64(doc["ciphertext"]),
+            release_aad(path, version, revision, jti),
+        )
+        try:
+            model.unseal(dek)
+        except ArtifactError:
+            raise DecryptionError("sealed model does not load") from None
+        return path, version
