@@ -18,10 +18,13 @@ EXIT_REJECTED = 1
 EXIT_USAGE = 2
 
 release_app = typer.Typer(no_args_is_help=True, help="Build, measure, sign and roll out enclave releases.")
+log_app = typer.Typer(no_args_is_help=True, help="Transparency log of releases (RFC 9162).")
+ADMIN_TOKEN_ENV = "ENCLAVIA_LOG_ADMIN_TOKEN"  # noqa: S105 - the name of a variable
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(release_app, name="release")
+    app.add_typer(log_app, name="log")
 
 
 def _usage(message: str) -> NoReturn:
@@ -83,7 +86,7 @@ def release_build(
 
 
 @release_app.command("measure")
-def release_measure(  # noqa: PLR0917 - typer maps every option to a parameter
+def release_measure(
     build_file: Annotated[Path, typer.Option("--build", help="Build document from `release build`")],
     tee: Annotated[str, typer.Option(help="simulated, sev-snp, nitro or tdx")],
     out: Annotated[
@@ -204,7 +207,7 @@ def release_keygen(
 
 
 @release_app.command("sign")
-def release_sign(  # noqa: PLR0917 - typer maps every option to a parameter
+def release_sign(
     build_file: Annotated[Path, typer.Option("--build", help="Measured build document")],
     version: Annotated[str, typer.Option(help="Release version, e.g. 1.4.0")],
     commit: Annotated[str, typer.Option(help="Full source commit id")],
@@ -295,4 +298,125 @@ def release_verify(
     typer.echo(
         f"VERIFIED {signed.record.version} manifest {signed.record.manifest_digest.hex()}"
         + (f" approved by {', '.join(names)}" if names else "")
+    )
+
+
+# -- transparency log ----------------------------------------------------------------------------
+
+
+@log_app.command("serve")
+def log_serve(
+    key: Annotated[Path, typer.Option(help="Log signing key (from `enclavia release keygen`)")],
+    db: Annotated[str, typer.Option(help="SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...)")] = "",
+    prefix: Annotated[str, typer.Option(help="Table name prefix")] = "",
+    listen: Annotated[str, typer.Option(help="host:port")] = "127.0.0.1:8400",
+    release_key: Annotated[
+        list[str] | None, typer.Option(help="Accept only releases signed by this key")
+    ] = None,
+    approvers: Annotated[Path | None, typer.Option(help="Also require k-of-n approvals at append")] = None,
+) -> None:
+    """Serve the log. The append token is read from ENCLAVIA_LOG_ADMIN_TOKEN (appends are off without it)."""
+    import os
+
+    import uvicorn
+
+    from enclavia.release.keys import load_signing_key
+    from enclavia.release.tlog import TransparencyLog
+    from enclavia.release.tlog_server import create_log_app
+
+    url = db or f"sqlite:///{(paths.state_dir() / 'tlog.db').resolve()}"
+    try:
+        signing_key = load_signing_key(key)
+    except (OSError, ValueError):
+        _usage("cannot read the log key")
+    try:
+        log = TransparencyLog(
+            url,
+            signing_key,
+            prefix=prefix,
+            release_keys=_public_keys(release_key, "--release-key"),
+            approvers=_load_approvers(approvers),
+        )
+    except EnclaviaError as err:
+        _refused(err)
+    token = os.environ.get(ADMIN_TOKEN_ENV) or None
+    host, _, port = listen.rpartition(":")
+    typer.echo(
+        f"log {signing_key.public_bytes.hex()} on http://{listen} (appends {'on' if token else 'off'})"
+    )
+    uvicorn.run(
+        create_log_app(log, token),
+        host=host or "127.0.0.1",
+        port=int(port),
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@log_app.command("append")
+def log_append(
+    url: Annotated[str, typer.Option(help="Log URL")],
+    release: Annotated[Path, typer.Option(help="Signed release file")],
+) -> None:
+    """Append a signed release to the log (token from ENCLAVIA_LOG_ADMIN_TOKEN); prints index and head."""
+    import os
+
+    import httpx
+
+    signed = _load_release(release)
+    token = os.environ.get(ADMIN_TOKEN_ENV, "")
+    try:
+        resp = httpx.post(
+            url.rstrip("/") + "/tlog/v1/entries",
+            content=signed.encode(),
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+            timeout=30,
+        )
+    except httpx.HTTPError:
+        typer.echo("REFUSED: transport.error", err=True)
+        raise typer.Exit(EXIT_REJECTED) from None
+    if resp.status_code not in (200, 201):
+        try:
+            code = str(resp.json().get("code", "tlog.error"))
+        except ValueError:
+            code = "tlog.error"
+        typer.echo(f"REFUSED: {code}", err=True)
+        raise typer.Exit(EXIT_REJECTED)
+    _write_json(resp.json(), None)
+
+
+@log_app.command("check")
+def log_check(
+    url: Annotated[str, typer.Option(help="Log URL")],
+    log_key: Annotated[str, typer.Option(help="Log public key (hex or file)")],
+    manifest_digest: Annotated[str, typer.Option(help="Manifest digest to look for (hex)")],
+    state: Annotated[Path | None, typer.Option(help="Tree head state file (kept between runs)")] = None,
+    release_key: Annotated[list[str] | None, typer.Option(help="Trusted release key")] = None,
+    approvers: Annotated[Path | None, typer.Option(help="Approvers file")] = None,
+) -> None:
+    """Check that a manifest digest is published in the log, consistently with the last head seen."""
+    from enclavia.attestation.tlog import check_release_included
+    from enclavia.client.tlog import FileTreeHeadStore, HttpLogReader
+
+    (pub,) = _public_keys([log_key], "--log-key")
+    try:
+        digest = bytes.fromhex(manifest_digest)
+    except ValueError:
+        _usage("--manifest-digest must be hex")
+    reader = HttpLogReader(url)
+    try:
+        result = check_release_included(
+            reader,
+            log_public_key=pub,
+            store=FileTreeHeadStore(state or paths.state_dir() / "tlog-state.json"),
+            manifest_digest=digest,
+            release_keys=_public_keys(release_key, "--release-key"),
+            approvers=_load_approvers(approvers),
+        )
+    except EnclaviaError as err:
+        _refused(err)
+    finally:
+        reader.close()
+    typer.echo(
+        f"INCLUDED {result.release.record.version} at index {result.index} of {result.tree_head.tree_size}"
     )
