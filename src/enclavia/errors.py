@@ -38,13 +38,19 @@ evidence bytes into an exception's arguments.
     │   ├── MeasurementNotAllowedError
     │   ├── DevProfileRequiredError        simulated TEE under a non-dev policy
     │   ├── PolicyConditionFailedError     a CEL condition evaluated false
+    │   ├── ClassificationManifestError    data classification manifest invalid (refused at enclave start)
     │   └── PolicyRevisionConflictError    compare-and-set on revision lost
     ├── EnclaveError
     │   ├── BadRequestError                inner request invalid (feature names, NaN, content type)
     │   ├── NotFoundError                  unknown route or model
     │   ├── PayloadTooLargeError
     │   ├── SecretsUnavailableError        keys not (yet) released: 503
-    │   └── EnclaveUnavailableError        enclave process not reachable: 503
+    │   ├── EnclaveUnavailableError        enclave process not reachable: 503
+    │   ├── UnauthenticatedError           inner request without a known requester credential: 401
+    │   ├── ForbiddenError                 requester may not do this (tenant, clearance, class action)
+    │   ├── EgressDeniedError              destination not on the measured egress allow-list
+    │   ├── EgressFailedError              allowed provider unreachable or answered badly: 502
+    │   └── StorageUnavailableError        host blob store unreachable or refused: 503
     ├── BrokerError
     │   ├── TokenInvalidError              attestation token bad, forged, wrong audience or alg
     │   │   ├── TokenExpiredError          past its exp
@@ -255,6 +261,11 @@ class PolicyConditionFailedError(PolicyError):
     title = "Policy condition not met"
 
 
+class ClassificationManifestError(PolicyLoadError):
+    code = "policy.classification_invalid"
+    title = "Data classification manifest invalid"
+
+
 class PolicyRevisionConflictError(PolicyError):
     code = "policy.revision_conflict"
     status = 409
@@ -298,6 +309,36 @@ class EnclaveUnavailableError(EnclaveError):
     code = "enclave.unavailable"
     status = 503
     title = "Enclave unavailable"
+
+
+class UnauthenticatedError(EnclaveError):
+    code = "request.unauthenticated"
+    status = 401
+    title = "Requester credential missing or unknown"
+
+
+class ForbiddenError(EnclaveError):
+    code = "request.forbidden"
+    status = 403
+    title = "Not allowed for this requester"
+
+
+class EgressDeniedError(EnclaveError):
+    code = "egress.denied"
+    status = 403
+    title = "Destination not on the egress allow-list"
+
+
+class EgressFailedError(EnclaveError):
+    code = "egress.failed"
+    status = 502
+    title = "External provider unreachable or reply invalid"
+
+
+class StorageUnavailableError(EnclaveError):
+    code = "enclave.storage_unavailable"
+    status = 503
+    title = "Document store unavailable"
 
 
 # --- broker -------------------------------------------------------------------------------------

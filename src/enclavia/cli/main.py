@@ -15,6 +15,7 @@ TOPICS = [
     "enclavia.cli.core",
     "enclavia.cli.broker",
     "enclavia.cli.verify",
+    "enclavia.cli.pii",
     "enclavia.cli.release",
 ]
 

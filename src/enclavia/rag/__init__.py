@@ -1,0 +1,1 @@
+"""Encrypted document store, vector index and retrieval; runs only inside the enclave."""
