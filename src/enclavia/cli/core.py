@@ -155,10 +155,28 @@ def serve(  # noqa: PLR0917 - typer options
 # -- client commands -----------------------------------------------------------------------------
 
 
-def _load_client(url: str, policy: Path | None) -> Any:
+def _load_client(url: str, policy: Path | None, **kw: Any) -> Any:
     from enclavia.client.sdk import Client
 
-    return Client(url, policy or paths.default_policy())
+    return Client(url, policy or paths.default_policy(), **kw)
+
+
+def _tlog_options(
+    tlog: str | None, tlog_key: str | None, tlog_state: Path | None, release_key: list[str] | None
+) -> dict[str, Any]:
+    """Client keyword arguments for the transparency-log check (empty when --tlog is not given)."""
+    if tlog is None:
+        return {}
+    from enclavia.release.keys import load_public_key
+
+    try:
+        log_key = load_public_key(tlog_key or "")
+        releases = [load_public_key(k) for k in release_key or []]
+    except (OSError, ValueError):
+        typer.echo("--tlog needs --tlog-key (and --release-key) as 64 hex digits or a file", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    state = tlog_state or paths.state_dir() / "tlog-state.json"
+    return {"tlog": tlog, "tlog_key": log_key, "tlog_state": state, "release_keys": releases}
 
 
 def _fail(err: EnclaviaError, as_json: bool) -> None:
@@ -169,11 +187,17 @@ def _fail(err: EnclaviaError, as_json: bool) -> None:
     raise typer.Exit(EXIT_REJECTED)
 
 
-def attest(
+def attest(  # noqa: PLR0917 - typer maps every option to a parameter
     url: str,
     nonce: Annotated[str | None, typer.Option(help="Nonce as hex (16-64 bytes); random if absent")] = None,
     policy: Annotated[Path | None, typer.Option(help="Policy file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+    tlog: Annotated[
+        str | None, typer.Option(help="Transparency log URL: require a published release")
+    ] = None,
+    tlog_key: Annotated[str | None, typer.Option(help="Log public key (hex or file)")] = None,
+    tlog_state: Annotated[Path | None, typer.Option(help="Where the last tree head is kept")] = None,
+    release_key: Annotated[list[str] | None, typer.Option(help="Trusted release key (hex or file)")] = None,
 ) -> None:
     """Fetch and verify the enclave's attestation. Exit 0 when trusted, 1 when not (with a reason code)."""
     try:
@@ -182,14 +206,21 @@ def attest(
         typer.echo("nonce must be hex", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     try:
-        with _load_client(url, policy) as client:
+        with _load_client(url, policy, **_tlog_options(tlog, tlog_key, tlog_state, release_key)) as client:
             enclave = client.attest(nonce_bytes)
+            inclusion = client.last_inclusion
     except EnclaviaError as err:
         _fail(err, as_json)
         return
     result = enclave.result.to_json()
     if as_json:
         out = {"trusted": True, "result": result, "manifest": enclave.bundle.manifest.to_json()}
+        if inclusion is not None:
+            out["transparency_log"] = {
+                "release": inclusion.release.record.version,
+                "index": inclusion.index,
+                "tree_size": inclusion.tree_head.tree_size,
+            }
         typer.echo(json.dumps(out, indent=2))
         return
     claims = enclave.result.claims
@@ -209,6 +240,11 @@ def attest(
     typer.echo(f"  key config id:    {enclave.key_config.key_id}")
     typer.echo(f"  models:           {dict(enclave.bundle.manifest.models)}")
     typer.echo(f"  code files:       {len(enclave.bundle.manifest.files)} measured")
+    if inclusion is not None:
+        typer.echo(
+            f"  published:        release {inclusion.release.record.version}, log index {inclusion.index}"
+            f" of {inclusion.tree_head.tree_size}"
+        )
 
 
 def predict(

@@ -6,13 +6,16 @@ import json
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from enclavia.attestation.release import ApproverSet
+from enclavia.attestation.tlog import InclusionCheck, LogReader, TreeHeadStore
+from enclavia.client.tlog import TransparencyCheck
 from enclavia.client.verify import VerifiedEnclave, verify_bundle
 from enclavia.crypto.bhttp import Request, decode_response, encode_request
 from enclavia.crypto.ohttp import REQUEST_MEDIA_TYPE, encapsulate_request
@@ -41,7 +44,14 @@ class Client:
         timeout: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reattest_wait: float = 10.0,
+        tlog: str | LogReader | None = None,
+        tlog_key: bytes | str | None = None,
+        tlog_state: TreeHeadStore | str | Path | None = None,
+        release_keys: Collection[bytes] = (),
+        approvers: ApproverSet | None = None,
     ) -> None:
+        """``tlog``/``tlog_key``: also require the attested manifest to be published in that
+        transparency log (see ``enclavia.client.tlog.TransparencyCheck``); without them, no log check."""
         self.url = url.rstrip("/")
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self._http = http or httpx.Client(timeout=timeout)
@@ -49,6 +59,14 @@ class Client:
         self._used_nonces: deque[bytes] = deque(maxlen=1024)
         self._enclave: VerifiedEnclave | None = None
         self._reattest_wait = reattest_wait
+        if (tlog is None) != (tlog_key is None):
+            raise ValueError("tlog and tlog_key go together")
+        self.tlog: TransparencyCheck | None = None
+        if tlog is not None and tlog_key is not None:
+            self.tlog = TransparencyCheck(
+                tlog, tlog_key, state=tlog_state, release_keys=release_keys, approvers=approvers
+            )
+        self.last_inclusion: InclusionCheck | None = None
 
     # -- attestation ---------------------------------------------------------------------------
 
@@ -67,6 +85,8 @@ class Client:
             )
         finally:
             self._used_nonces.append(nonce)
+        if self.tlog is not None:  # the measured code must be a published release, before any data
+            self.last_inclusion = self.tlog.check(enclave.bundle.manifest.digest(), enclave.result.claims)
         self._enclave = enclave
         return enclave
 

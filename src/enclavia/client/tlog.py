@@ -9,16 +9,23 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from enclavia.attestation.claims import Claims
+from enclavia.attestation.release import ApproverSet
 from enclavia.attestation.tlog import (
+    InclusionCheck,
     InclusionProof,
     LogEntry,
+    LogReader,
+    MemoryTreeHeadStore,
     SignedTreeHead,
+    TreeHeadStore,
+    check_release_included,
     parse_entry,
     parse_hash_list,
     parse_inclusion_proof,
@@ -128,3 +135,50 @@ class FileTreeHeadStore:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(doc, f, sort_keys=True, indent=1)
             os.replace(tmp, self.path)
+
+
+class TransparencyCheck:
+    """What the SDK runs after attestation verifies and before it trusts the enclave with data.
+
+    ``tlog``: the log's URL, or any ``LogReader`` (e.g. a ``TransparencyLog`` in the same process).
+    ``tlog_key``: the log's Ed25519 public key (bytes or hex). ``state``: where the last verified tree
+    head is kept (a ``TreeHeadStore``, a JSON file path, or None for memory). ``release_keys`` and
+    ``approvers``: also verify the release record's signature and k-of-n approvals.
+    """
+
+    def __init__(
+        self,
+        tlog: str | LogReader,
+        tlog_key: bytes | str,
+        *,
+        state: TreeHeadStore | str | Path | None = None,
+        release_keys: Collection[bytes] = (),
+        approvers: ApproverSet | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:
+        key = bytes.fromhex(tlog_key) if isinstance(tlog_key, str) else bytes(tlog_key)
+        if len(key) != 32:
+            raise ValueError("tlog_key must be a 32-byte Ed25519 public key")
+        if approvers is not None and not release_keys:
+            raise ValueError("approvers are checked only together with release_keys")
+        self.reader: LogReader = HttpLogReader(tlog, http=http) if isinstance(tlog, str) else tlog
+        self.log_key = key
+        if state is None:
+            self.store: TreeHeadStore = MemoryTreeHeadStore()
+        elif isinstance(state, (str, Path)):
+            self.store = FileTreeHeadStore(state)
+        else:
+            self.store = state
+        self.release_keys = tuple(release_keys)
+        self.approvers = approvers
+
+    def check(self, manifest_digest: bytes, claims: Claims | None = None) -> InclusionCheck:
+        return check_release_included(
+            self.reader,
+            log_public_key=self.log_key,
+            store=self.store,
+            manifest_digest=manifest_digest,
+            claims=claims,
+            release_keys=self.release_keys,
+            approvers=self.approvers,
+        )
