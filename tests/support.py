@@ -82,7 +82,7 @@ class Served:
             self.proc.wait()
 
 
-def start_served(home: Path, *, embeddings: bool = False) -> Served:
+def start_served(home: Path, *, embeddings: bool = False, classification: Path | None = None) -> Served:
     from enclavia.cli.core import dev_policy_text
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
     from enclavia.tee.simulated import init_platform_key
@@ -90,7 +90,8 @@ def start_served(home: Path, *, embeddings: bool = False) -> Served:
     model_dir = ensure_model()
     pub = init_platform_key(home / "sim")
     manifest = manifest_for(
-        EnclaveConfig(model_dir, home / "sim", embeddings=embeddings), load_models(model_dir)
+        EnclaveConfig(model_dir, home / "sim", embeddings=embeddings, classification=classification),
+        load_models(model_dir),
     )
     port = free_port()
     log_path = home / "serve.log"
@@ -107,6 +108,7 @@ def start_served(home: Path, *, embeddings: bool = False) -> Served:
         "--state-dir",
         str(home),
         *(["--embeddings"] if embeddings else []),
+        *(["--classification", str(classification)] if classification else []),
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

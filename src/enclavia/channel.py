@@ -23,6 +23,9 @@ class Kind(IntEnum):
     GATEWAY = 2
     HEALTH = 3
     METRICS = 4
+    # Enclave -> host, on the host's services socket (the enclave is the client there):
+    STORE = 5  # ciphertext blobs under HMAC names (enclavia.rag.blobstore)
+    EGRESS = 6  # an already-tokenized request to an allow-listed provider (enclavia.protect.egress)
     BROKER_ATTEST = 5  # body: broker challenge nonce (hex) -> {"bundle": ..., "secrets": [...]}
     INSTALL_SECRET = 6  # body: a broker release response (JSON) -> {"installed": path, "pending": n}
 

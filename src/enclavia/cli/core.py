@@ -51,6 +51,7 @@ def sim_policy(
     model_dir: Annotated[Path | None, typer.Option(help="Model directory the enclave will load")] = None,
     directory: Annotated[Path | None, typer.Option("--dir", help="Simulated platform key directory")] = None,
     embeddings: Annotated[bool, typer.Option(help="The enclave will load the embedding model")] = False,
+    classification: Annotated[Path | None, typer.Option(help="Data classification manifest")] = None,
 ) -> None:
     """Write a dev policy that pins this build's measurement and the simulated platform key."""
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
@@ -58,7 +59,10 @@ def sim_policy(
 
     sim = directory or paths.sim_dir()
     config = EnclaveConfig(
-        model_dir=model_dir or paths.default_model_dir(), sim_dir=sim, embeddings=embeddings
+        model_dir=model_dir or paths.default_model_dir(),
+        sim_dir=sim,
+        embeddings=embeddings,
+        classification=classification,
     )
     manifest = manifest_for(config, load_models(config.model_dir))
     text = dev_policy_text(manifest.digest().hex(), load_platform_key(sim).public_bytes.hex())
@@ -115,6 +119,9 @@ def serve(  # noqa: PLR0917 - typer options
     embeddings: Annotated[
         bool, typer.Option(help="Load the embedding model (needs the embeddings extra)")
     ] = False,
+    classification: Annotated[
+        Path | None, typer.Option(help="Data classification manifest: enables documents and RAG")
+    ] = None,
 ) -> None:
     """Start the host API and, as a separate process, the enclave behind one Unix socket."""
     import uvicorn
@@ -140,14 +147,19 @@ def serve(  # noqa: PLR0917 - typer options
         "--tee",
         tee,
         *(["--embeddings"] if embeddings else []),
+        *(["--classification", str(classification.resolve())] if classification else []),
     ]
+    from enclavia.host.services import HostServices
+
+    services = HostServices(str((state_dir / "host.sock").resolve()), (state_dir / "blobs").resolve())
+    args += ["--store-socket", services.socket_path]
     supervisor = Supervisor(link=link, args=args, metrics=metrics)
     kbs = None
     if broker:
         from enclavia.host.kbs import KbsRelay
 
         kbs = KbsRelay(broker, link, supervisor, max_backoff_s=broker_retry_max)
-    app = create_app(HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0), kbs))
+    app = create_app(HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0), kbs, services))
     elog.get_logger().info("host.started", listen=listen, socket=link.socket_path)
     uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False)
 

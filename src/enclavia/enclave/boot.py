@@ -106,5 +106,13 @@ def build_enclave(
         embedder = EmbeddingModel()
         if embedder.digest != manifest.models.get(embedder.name):
             raise ValueError("embedding model changed while the enclave was starting")
-    app = InnerApp(models=models, metrics=metrics, log=log, embedder=embedder)
+    data = None
+    if config.classification is not None:
+        from enclavia.enclave.data import build_data_api
+        from enclavia.protect.detect import NER_MODEL_ID
+
+        data = build_data_api(config.classification, config.sim_dir, config.store_socket, embedder)
+        if data.detector.model_digest != manifest.models.get(NER_MODEL_ID):
+            raise ValueError("NER model changed while the enclave was starting")
+    app = InnerApp(models=models, metrics=metrics, log=log, embedder=embedder, data=data)
     return Enclave(attester, manifest, app, suite=config.suite, key_id=key_id)

@@ -25,6 +25,8 @@ async def _run(args: argparse.Namespace) -> None:
         sim_dir=Path(args.sim_dir),
         tee=args.tee,
         embeddings=args.embeddings,
+        classification=Path(args.classification) if args.classification else None,
+        store_socket=args.store_socket,
     )
     log.info("enclave.starting", tee=config.tee, suite="x25519-sha256-aes256gcm")
     metrics = EnclaveMetrics()
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sim-dir", required=True)
     parser.add_argument("--tee", default="simulated")
     parser.add_argument("--embeddings", action="store_true", help="load the embedding model")
+    parser.add_argument("--classification", default=None, help="data classification manifest (YAML)")
+    parser.add_argument("--store-socket", default=None, help="host services socket (blob store, egress)")
     parser.add_argument(
         "--key-id", type=int, default=None, help="OHTTP key id (the host varies it per restart)"
     )

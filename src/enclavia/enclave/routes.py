@@ -35,6 +35,7 @@ class MethodNotAllowedError(BadRequestError):
 class InnerApp:
     models: Mapping[str, LinearClassifier]
     embedder: EmbeddingModel | None = None
+    data: Any = None  # enclavia.enclave.data.DataApi when a classification manifest is configured
     metrics: EnclaveMetrics = field(default_factory=EnclaveMetrics)
     log: Callable[..., Any] | None = None
 
@@ -72,6 +73,13 @@ class InnerApp:
             if self.embedder is not None:
                 listed.append(self.embedder.describe())
             return _json_response({"object": "list", "data": listed})
+        if path in {"/v1/documents", "/v1/rag/query"}:
+            _require_method(req, "POST")
+            if self.data is None:
+                raise NotFoundError("no data protection configured in this enclave")
+            headers = {k.lower(): v for k, v in req.headers}
+            handler = self.data.documents if path == "/v1/documents" else self.data.rag_query
+            return _json_response(handler(headers, _json_body(req)))
         if path == "/v1/embeddings":
             _require_method(req, "POST")
             return self._embeddings(req)
@@ -126,6 +134,10 @@ def _route_label(path: str) -> tuple[str, str | None]:
         return "predict", None
     if path == "/v1/embeddings":
         return "embeddings", None
+    if path == "/v1/documents":
+        return "documents", None
+    if path == "/v1/rag/query":
+        return "rag_query", None
     return "other", None
 
 

@@ -24,6 +24,7 @@ from enclavia.errors import (
 from enclavia.host.kbs import KbsRelay
 from enclavia.host.link import EnclaveLink, Supervisor
 from enclavia.host.ratelimit import TokenBucket
+from enclavia.host.services import HostServices
 from enclavia.observability.logging import get_logger
 from enclavia.observability.metrics import HostMetrics
 from enclavia.observability.trace import new_traceparent, parse_traceparent
@@ -53,6 +54,7 @@ class HostState:
     metrics: HostMetrics
     attest_bucket: TokenBucket
     kbs: KbsRelay | None = None  # key-broker relay (enclavia serve --broker URL)
+    services: HostServices | None = None  # ciphertext blob store + egress relay for the enclave
 
 
 def _problem(err: EnclaviaError | type[EnclaviaError], traceparent: str) -> Response:
@@ -63,6 +65,8 @@ def _problem(err: EnclaviaError | type[EnclaviaError], traceparent: str) -> Resp
 def create_app(state: HostState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if state.services is not None:
+            await state.services.start()
         if state.supervisor is not None:
             await state.supervisor.start()
         if state.kbs is not None:
@@ -72,6 +76,8 @@ def create_app(state: HostState) -> FastAPI:
             await state.kbs.stop()
         if state.supervisor is not None:
             await state.supervisor.stop()
+        if state.services is not None:
+            await state.services.stop()
 
     app = FastAPI(title="enclavia host", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     log = get_logger()
