@@ -11,7 +11,9 @@ from enclavia.protect.classification import default_classification, parse_classi
 
 def _doc(**changes: object) -> str:
     base = yaml.safe_load(
-        (__import__("importlib").resources.files("enclavia.protect") / "default-classification.yaml").read_text()
+        (
+            __import__("importlib").resources.files("enclavia.protect") / "default-classification.yaml"
+        ).read_text()
     )
     base.update(changes)
     return yaml.safe_dump(base)
@@ -51,7 +53,11 @@ def test_invalid_manifests_are_refused(bad: dict[str, object]) -> None:
 
 
 def test_regulated_classes_cannot_leave_in_clear_or_be_logged() -> None:
-    for cls, rule in (("PHI", {"egress": "allow"}), ("PII", {"log": "allowed"}), ("PCI", {"without_clearance": "none"})):
+    for cls, rule in (
+        ("PHI", {"egress": "allow"}),
+        ("PII", {"log": "allowed"}),
+        ("PCI", {"without_clearance": "none"}),
+    ):
         doc = yaml.safe_load(_doc())
         doc["classes"][cls].update(rule)
         with pytest.raises(ClassificationManifestError):
@@ -69,8 +75,13 @@ def test_requester_lookup_and_egress_allow_list() -> None:
     c = parse_classification(
         _doc(
             requesters=[
-                {"id": "dr-a", "tenant": "hosp-a", "clearance": ["PHI"], "actions": ["query"],
-                 "token_sha256": hashlib.sha256(token.encode()).hexdigest()}
+                {
+                    "id": "dr-a",
+                    "tenant": "hosp-a",
+                    "clearance": ["PHI"],
+                    "actions": ["query"],
+                    "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+                }
             ],
             egress=[{"name": "local", "url": "http://127.0.0.1:9/v1", "model": "m"}],
         )
