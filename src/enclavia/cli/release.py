@@ -22,6 +22,12 @@ log_app = typer.Typer(no_args_is_help=True, help="Transparency log of releases (
 ADMIN_TOKEN_ENV = "ENCLAVIA_LOG_ADMIN_TOKEN"  # noqa: S105 - the name of a variable
 
 
+rollout_app = typer.Typer(no_args_is_help=True, help="Staged rollout as broker policy revisions.")
+release_app.add_typer(rollout_app, name="rollout")
+BROKER_URL_ENV = "ENCLAVIA_BROKER_URL"
+BROKER_TOKEN_ENV = "ENCLAVIA_BROKER_ADMIN_TOKEN"  # noqa: S105 - the name of a variable
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(release_app, name="release")
     app.add_typer(log_app, name="log")
@@ -420,3 +426,150 @@ def log_check(
     typer.echo(
         f"INCLUDED {result.release.record.version} at index {result.index} of {result.tree_head.tree_size}"
     )
+
+
+# -- staged rollout ------------------------------------------------------------------------------
+
+StateFile = Annotated[Path | None, typer.Option("--state", help="Rollout state file")]
+BrokerOpt = Annotated[str | None, typer.Option("--broker", help=f"Broker URL (or {BROKER_URL_ENV})")]
+TokenFileOpt = Annotated[Path | None, typer.Option(help=f"Admin token file (or {BROKER_TOKEN_ENV})")]
+
+
+def _rollout(broker: str | None, token_file: Path | None) -> Any:
+    import os
+
+    from enclavia.observability import logging as elog
+    from enclavia.release.rollout import HttpBrokerAdmin, Rollout
+
+    url = broker or os.environ.get(BROKER_URL_ENV)
+    if not url:
+        _usage(f"--broker or {BROKER_URL_ENV} is required")
+    try:
+        token = (
+            token_file.read_text(encoding="utf-8").strip() if token_file else os.environ.get(BROKER_TOKEN_ENV)
+        )
+    except OSError:
+        _usage("cannot read the admin token file")
+    if not token:
+        _usage(f"--admin-token-file or {BROKER_TOKEN_ENV} is required")
+    elog.configure("release")
+    return Rollout(HttpBrokerAdmin(url, token))
+
+
+def _state_path(state: Path | None) -> Path:
+    return state or paths.state_dir() / "rollout.json"
+
+
+def _run_step(step: str, state: Path | None, broker: str | None, token_file: Path | None) -> None:
+    from enclavia.release.rollout import RolloutState
+
+    path = _state_path(state)
+    rollout = _rollout(broker, token_file)
+    try:
+        current = RolloutState.load(path)
+        updated = getattr(rollout, step)(current)
+    except EnclaviaError as err:
+        _refused(err)
+    updated.save(path)
+    typer.echo(f"{step}: {updated.new} phase {updated.phase}, policy revision {updated.steps[-1].revision}")
+
+
+@rollout_app.command("start")
+def rollout_start(
+    release: Annotated[Path, typer.Option(help="Signed release file")],
+    release_key: Annotated[list[str], typer.Option(help="Trusted release public key (hex or file)")],
+    tee: Annotated[str, typer.Option(help="TEE whose reference values change")] = "simulated",
+    deadline: Annotated[str | None, typer.Option(help="End of the overlap, UTC ISO 8601")] = None,
+    overlap_hours: Annotated[float, typer.Option(help="Overlap length when no --deadline")] = 72.0,
+    old: Annotated[str | None, typer.Option(help="Reference name to replace (default: the primary)")] = None,
+    approvers: Annotated[Path | None, typer.Option(help="Require k-of-n approvals (approvers file)")] = None,
+    tlog: Annotated[str | None, typer.Option(help="Require the release to be in this log")] = None,
+    tlog_key: Annotated[str | None, typer.Option(help="Log public key (hex or file)")] = None,
+    state: StateFile = None,
+    broker: BrokerOpt = None,
+    admin_token_file: TokenFileOpt = None,
+) -> None:
+    """Allow the new release beside the old one until the deadline (one policy revision)."""
+    from datetime import UTC, datetime, timedelta
+
+    from enclavia.attestation.claims import Tee
+    from enclavia.attestation.release import verify_release
+    from enclavia.attestation.tlog import MemoryTreeHeadStore, check_release_included
+    from enclavia.client.tlog import HttpLogReader
+
+    signed = _load_release(release)
+    keys = _public_keys(release_key, "--release-key")
+    approver_set = _load_approvers(approvers)
+    try:
+        tee_kind = Tee(tee)
+        end = (
+            datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+            if deadline
+            else datetime.now(UTC) + timedelta(hours=overlap_hours)
+        )
+        if end.tzinfo is None:
+            raise ValueError("deadline needs a UTC offset")
+    except ValueError as err:
+        _usage(str(err))
+    rollout = _rollout(broker, admin_token_file)
+    try:
+        verify_release(signed, release_keys=keys, approvers=approver_set)
+        if tlog is not None:
+            (log_pub,) = _public_keys([tlog_key or ""], "--tlog-key")
+            check_release_included(
+                HttpLogReader(tlog),
+                log_public_key=log_pub,
+                store=MemoryTreeHeadStore(),
+                manifest_digest=signed.record.manifest_digest,
+                release_keys=keys,
+                approvers=approver_set,
+            )
+        current = rollout.start(signed, tee=tee_kind, deadline=end, old=old)
+    except EnclaviaError as err:
+        _refused(err)
+    except ValueError as err:
+        _usage(str(err))
+    current.save(_state_path(state))
+    typer.echo(
+        f"start: {current.new} beside {current.old} until {current.deadline},"
+        f" policy revision {current.steps[-1].revision}"
+    )
+
+
+@rollout_app.command("promote")
+def rollout_promote(
+    state: StateFile = None, broker: BrokerOpt = None, admin_token_file: TokenFileOpt = None
+) -> None:
+    """Make the new release the primary reference value (one policy revision)."""
+    _run_step("promote", state, broker, admin_token_file)
+
+
+@rollout_app.command("retire")
+def rollout_retire(
+    state: StateFile = None, broker: BrokerOpt = None, admin_token_file: TokenFileOpt = None
+) -> None:
+    """Remove the old measurement: denied from this revision on (one policy revision)."""
+    _run_step("retire", state, broker, admin_token_file)
+
+
+@rollout_app.command("rollback")
+def rollout_rollback(
+    state: StateFile = None, broker: BrokerOpt = None, admin_token_file: TokenFileOpt = None
+) -> None:
+    """Restore the policy before the last step (as a new revision)."""
+    _run_step("rollback", state, broker, admin_token_file)
+
+
+@rollout_app.command("status")
+def rollout_status(state: StateFile = None) -> None:
+    """Print the rollout state (phase, names, deadline, revisions)."""
+    from enclavia.release.rollout import RolloutState
+
+    try:
+        current = RolloutState.load(_state_path(state))
+    except EnclaviaError as err:
+        _refused(err)
+    doc = current.to_json()
+    for step in doc["steps"]:
+        step.pop("before_source", None)
+    _write_json(doc, None)

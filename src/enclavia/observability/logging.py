@@ -37,6 +37,10 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "client.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision"}),
     "client.attestation_failed": frozenset({"error_code"}),
     "client.retry": frozenset({"reason"}),
+    "release.rollout": frozenset(
+        {"step", "outcome", "error_code", "policy_revision", "tee", "release", "manifest_digest"}
+    ),
+    "release.drift": frozenset({"kind", "tee", "measurement", "manifest_digest", "log_index", "release"}),
     "broker.event": frozenset(
         {
             "action",

@@ -11,6 +11,8 @@
     reference_values:
       simulated: [{name: enclavia-0.1.0, measurement: <hex, 48 bytes>}]
       sev-snp: [...]                                 # see docs/attestation.md per platform
+      # any entry may carry not_after: '2026-12-01T00:00:00Z' (UTC): it stops matching after that time
+      # (the overlap deadline of a staged rollout, docs/releasing.md)
     secrets: [...]                                   # key-release rules (broker), see docs/broker.md
 """
 
@@ -50,6 +52,7 @@ class Policy:
     secrets: tuple[Mapping[str, Any], ...] = field(default=())
     source: str = ""
     secret_rules: tuple[SecretRule, ...] = field(default=())  # typed form of ``secrets``
+    not_after: Mapping[str, datetime] = field(default_factory=dict)  # reference name -> last valid time
 
     def references_for(self, tee: Tee) -> tuple[Reference, ...]:
         return tuple(r for r in self.references if r.tee is tee)
@@ -70,7 +73,19 @@ def _hex_list(value: object, length: int, what: str) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-def _references(data: object) -> tuple[Reference, ...]:
+def _not_after(value: object) -> datetime:
+    if not isinstance(value, (str, datetime)):
+        raise PolicyLoadError("not_after must be an ISO 8601 UTC time")
+    try:
+        when = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise PolicyLoadError("not_after must be an ISO 8601 UTC time") from None
+    if when.tzinfo is None:
+        raise PolicyLoadError("not_after must carry a UTC offset")
+    return when
+
+
+def _references(data: object, not_after: dict[str, datetime] | None = None) -> tuple[Reference, ...]:
     if not isinstance(data, Mapping):
         raise PolicyLoadError("reference_values must be a mapping of TEE to entries")
     refs: list[Reference] = []
@@ -90,7 +105,10 @@ def _references(data: object) -> tuple[Reference, ...]:
             if name in names:
                 raise PolicyLoadError("duplicate reference name")
             names.add(name)
-            refs.append(cls.from_mapping(name, {k: v for k, v in entry.items() if k != "name"}))
+            if "not_after" in entry and not_after is not None:
+                not_after[name] = _not_after(entry["not_after"])
+            values = {k: v for k, v in entry.items() if k not in ("name", "not_after")}
+            refs.append(cls.from_mapping(name, values))
     return tuple(refs)
 
 
@@ -119,7 +137,8 @@ def parse_policy(text: str) -> Policy:
     if not isinstance(trust, Mapping) or set(trust) - {"simulated_platform_keys"}:
         raise PolicyLoadError("unknown key in trust")
     sim_keys = _hex_list(trust.get("simulated_platform_keys", []), 32, "simulated_platform_keys")
-    references = _references(doc.get("reference_values") or {})
+    not_after: dict[str, datetime] = {}
+    references = _references(doc.get("reference_values") or {}, not_after)
     if profile is not Profile.DEV and (sim_keys or any(r.tee is Tee.SIMULATED for r in references)):
         raise PolicyLoadError("simulated TEE entries are allowed only under profile: dev")
     secrets = doc.get("secrets") or []
@@ -136,6 +155,7 @@ def parse_policy(text: str) -> Policy:
         secrets=tuple(dict(s) for s in secrets),
         source=text,
         secret_rules=secret_rules,
+        not_after=not_after,
     )
 
 
@@ -158,9 +178,12 @@ def appraise(
     """Appraise verified claims under ``policy``; raises on refusal, returns an affirming result."""
     if claims.tee is Tee.SIMULATED and policy.profile is not Profile.DEV:
         raise DevProfileRequiredError()
+    candidates = policy.references if references is None else references
+    # entries past their not_after (an ended rollout overlap) no longer match
+    candidates = [r for r in candidates if r.name not in policy.not_after or now <= policy.not_after[r.name]]
     ref = appraise_claims(
         claims,
-        policy.references if references is None else references,
+        candidates,
         policy.requirements,
         now=now,
         expected_report_data=expected_report_data,
