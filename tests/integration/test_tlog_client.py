@@ -326,3 +326,45 @@ def test_cli_attest_with_tlog(
     res = _cli("log", "check", "--url", url, "--log-key", pub, "--manifest-digest", manifest_digest.hex(),
                "--state", state)  # fmt: skip
     assert res.returncode == 0 and "INCLUDED 1.0.0 at index 0 of 1" in res.stdout
+
+
+def test_cli_drift_monitor(
+    served: Served, manifest_digest: bytes, log_server: tuple[str, Path, str], tmp_path: Path
+) -> None:
+    url, log_key, token = log_server
+    auth = Authority()
+    approvers = tmp_path / "approvers.json"
+    approvers.write_text(
+        json.dumps(
+            {"threshold": 2, "approvers": {n: k.public_bytes.hex() for n, k in auth.approver_keys.items()}}
+        )
+    )
+    release = tmp_path / "release.json"
+    release.write_bytes(auth.release(manifest_digest).encode())
+    env = {"ENCLAVIA_LOG_ADMIN_TOKEN": token}
+    assert _cli("log", "append", "--url", url, "--release", str(release), env=env).returncode == 0
+    policy = served.home / "dev-policy.yaml"
+    monitor = ["release", "monitor", "--enclave", served.url, "--tlog", url,
+               "--tlog-key", str(log_key) + ".pub", "--release-key", auth.release_key.public_bytes.hex(), "--approvers", str(approvers),
+               "--state-dir", str(tmp_path / "mon")]  # fmt: skip
+    res = _cli(*monitor, "--policy", str(policy), "--metrics-out", str(tmp_path / "m.prom"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip() == ""
+    assert (
+        'enclavia_release_drift_active{kind="measurement_not_allowed"} 0.0'
+        in (tmp_path / "m.prom").read_text()
+    )
+    # the policy in force no longer allows what runs: drift
+    other = tmp_path / "other-policy.yaml"
+    other.write_text(policy.read_text().replace(manifest_digest.hex(), "ab" * 48))
+    res = _cli(*monitor, "--policy", str(other))
+    assert res.returncode == 1
+    assert [json.loads(line)["kind"] for line in res.stdout.splitlines()] == ["measurement_not_allowed"]
+    # a log entry nobody approved: drift
+    rogue = tmp_path / "rogue.json"
+    rogue.write_bytes(Authority().release(b"\x09" * 48, "6.6.6").encode())
+    assert _cli("log", "append", "--url", url, "--release", str(rogue), env=env).returncode == 0
+    res = _cli(*monitor, "--policy", str(policy))
+    assert res.returncode == 1
+    found = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [(f["kind"], f["log_index"]) for f in found] == [("unapproved_log_entry", 1)]
