@@ -345,7 +345,8 @@ def test_cli_drift_monitor(
     assert _cli("log", "append", "--url", url, "--release", str(release), env=env).returncode == 0
     policy = served.home / "dev-policy.yaml"
     monitor = ["release", "monitor", "--enclave", served.url, "--tlog", url,
-               "--tlog-key", str(log_key) + ".pub", "--release-key", auth.release_key.public_bytes.hex(), "--approvers", str(approvers),
+               "--tlog-key", str(log_key) + ".pub", "--release-key", auth.release_key.public_bytes.hex(),
+               "--approvers", str(approvers),
                "--state-dir", str(tmp_path / "mon")]  # fmt: skip
     res = _cli(*monitor, "--policy", str(policy), "--metrics-out", str(tmp_path / "m.prom"))
     assert res.returncode == 0, res.stdout + res.stderr

@@ -573,3 +573,118 @@ def rollout_status(state: StateFile = None) -> None:
     for step in doc["steps"]:
         step.pop("before_source", None)
     _write_json(doc, None)
+
+
+# -- drift monitor -------------------------------------------------------------------------------
+
+
+@release_app.command("monitor")
+def release_monitor(  # noqa: PLR0915 - one pass: load, observe each enclave, scan the log, report
+    enclave: Annotated[
+        list[str] | None, typer.Option(help="Host URL of an enclave in service (repeatable)")
+    ] = None,
+    policy: Annotated[Path | None, typer.Option(help="Policy in force (file)")] = None,
+    broker: BrokerOpt = None,
+    admin_token_file: TokenFileOpt = None,
+    tlog: Annotated[str | None, typer.Option(help="Transparency log URL")] = None,
+    tlog_key: Annotated[str | None, typer.Option(help="Log public key (hex or file)")] = None,
+    release_key: Annotated[list[str] | None, typer.Option(help="Trusted release key (hex or file)")] = None,
+    approvers: Annotated[Path | None, typer.Option(help="Approvers file (k-of-n)")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Where the monitor keeps log state")] = None,
+    metrics_out: Annotated[Path | None, typer.Option(help="Write Prometheus text metrics here")] = None,
+) -> None:
+    """One pass of the drift monitor (run it from cron or a loop). Exit 0: no finding that alerts; 1: alert.
+
+    Findings are printed as JSON lines; ``measurement_not_promoted`` alone does not alert (rollout overlap).
+    """
+    import secrets as pysecrets
+    from datetime import UTC, datetime
+
+    import httpx
+    from prometheus_client import generate_latest
+
+    from enclavia.attestation.bundle import parse_bundle
+    from enclavia.attestation.tlog import check_release_included
+    from enclavia.client.tlog import FileTreeHeadStore, HttpLogReader
+    from enclavia.client.verify import verify_bundle
+    from enclavia.errors import LogEntryNotFoundError
+    from enclavia.observability import logging as elog
+    from enclavia.policy.document import load_policy, parse_policy
+    from enclavia.release.drift import DriftMonitor, LogScanState, Observation
+
+    elog.configure("release")
+    try:
+        if policy is not None:
+            current = load_policy(policy)
+        elif broker is not None or admin_token_file is not None:
+            _, source = _rollout(broker, admin_token_file).admin.get_policy()
+            current = parse_policy(source)
+        else:
+            current = None
+    except EnclaviaError as err:
+        _refused(err)
+    keys = _public_keys(release_key, "--release-key")
+    monitor = DriftMonitor(release_keys=keys, approvers=_load_approvers(approvers))
+    home = state_dir or paths.state_dir() / "monitor"
+    home.mkdir(parents=True, exist_ok=True)
+    reader = HttpLogReader(tlog) if tlog else None
+    log_pub = _public_keys([tlog_key or ""], "--tlog-key")[0] if tlog else b""
+    heads = FileTreeHeadStore(home / "tlog-state.json")
+    alerts = []
+    observed = []
+    for url in enclave or []:
+        if current is None:
+            _usage("--policy or --broker is required to check enclaves")
+        nonce = pysecrets.token_bytes(32)
+        try:
+            resp = httpx.get(url.rstrip("/") + f"/v1/attestation?nonce={nonce.hex()}", timeout=30)
+            data = resp.content
+            bundle = parse_bundle(data)
+        except (httpx.HTTPError, EnclaviaError):
+            typer.echo(json.dumps({"kind": "enclave_unreachable", "url": url}))
+            continue
+        digest = bundle.manifest.digest()
+        try:
+            verified = verify_bundle(data, expected_nonce=nonce, policy=current, now=datetime.now(UTC))
+        except EnclaviaError as err:
+            observed.append(Observation(bundle.tee, None, digest.hex(), None, error_code=err.code))
+            continue
+        published = None
+        code = None
+        if reader is not None:
+            try:
+                check_release_included(
+                    reader,
+                    log_public_key=log_pub,
+                    store=heads,
+                    manifest_digest=digest,
+                    claims=verified.result.claims,
+                    release_keys=keys,
+                )
+                published = True
+            except LogEntryNotFoundError as err:
+                published, code = False, err.code
+            except EnclaviaError as err:
+                published, code = False, err.code
+        observed.append(
+            Observation(
+                bundle.tee,
+                verified.measurement,
+                digest.hex(),
+                verified.result.reference_name,
+                published,
+                code,
+            )
+        )
+    if current is not None:
+        alerts += monitor.check_enclaves(observed, current)
+    if reader is not None and keys:
+        scan = LogScanState.load(home / "log-scan.json")
+        alerts += monitor.scan_log(reader, log_pub, heads, scan)
+        scan.save(home / "log-scan.json")
+    for alert in alerts:
+        typer.echo(json.dumps(alert.to_json(), sort_keys=True))
+    if metrics_out is not None:
+        metrics_out.write_bytes(generate_latest(monitor.metrics.registry))
+    if any(a.kind != "measurement_not_promoted" for a in alerts):
+        raise typer.Exit(EXIT_REJECTED)
