@@ -48,7 +48,8 @@ def _evidence_claims(bundle: AttestationBundle, policy: Policy, now: datetime) -
         certificates=bundle.certificates,
         collateral=bundle.collateral,
         aux=bundle.aux,
-        nonce=bundle.nonce,
+        # Nitro and NVIDIA sign the nonce in a field of their own; SNP and TDX bind it via report_data only.
+        nonce=bundle.nonce if bundle.tee in (Tee.NITRO, Tee.NVIDIA) else None,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from enclavia.attestation.claims import Tee
 from enclavia.attestation.manifest import ImageManifest
 from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
 from enclavia.enclave.core import Enclave
@@ -16,6 +17,7 @@ from enclavia.enclave.sealed import SUFFIX as SEALED_SUFFIX
 from enclavia.enclave.sealed import load_sealed_models
 from enclavia.inference.linear import LinearClassifier
 from enclavia.observability.metrics import EnclaveMetrics
+from enclavia.tee.base import Attester
 from enclavia.tee.simulated import SimulatedAttester, load_platform_key
 
 
@@ -89,16 +91,28 @@ def manifest_for(
     return build_manifest(model_digests(config, models), config.measured(), root)
 
 
+def make_attester(config: EnclaveConfig, manifest_digest: bytes) -> Attester:
+    """The attester for the configured TEE. Real TEEs measure the image themselves; the simulated one is
+    told the manifest digest and signs it with the dev platform key."""
+    if config.tee == Tee.SIMULATED:
+        return SimulatedAttester(platform_key=load_platform_key(config.sim_dir), measurement=manifest_digest)
+    if config.tee in (Tee.SEV_SNP, Tee.TDX):
+        from enclavia.tee.configfs_tsm import ConfigfsTsmAttester
+
+        return ConfigfsTsmAttester(tee=Tee(config.tee))
+    if config.tee == Tee.NITRO:
+        from enclavia.tee.nitro_nsm import NitroNsmAttester
+
+        return NitroNsmAttester()
+    raise ValueError("unknown TEE for the attester")
+
+
 def build_enclave(
     config: EnclaveConfig, metrics: EnclaveMetrics, log: Any = None, key_id: int | None = None
 ) -> Enclave:
     models = load_models(config.model_dir)
     manifest = manifest_for(config, models)
-    if config.tee != "simulated":
-        raise ValueError("only the simulated TEE attester is wired in this build")
-    attester = SimulatedAttester(
-        platform_key=load_platform_key(config.sim_dir), measurement=manifest.digest()
-    )
+    attester = make_attester(config, manifest.digest())
     embedder = None
     if config.embeddings:
         from enclavia.inference.embeddings import EmbeddingModel

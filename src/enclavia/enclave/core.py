@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from enclavia.attestation.binding import compute_report_data
 from enclavia.attestation.bundle import AttestationBundle
+from enclavia.attestation.claims import Tee
 from enclavia.attestation.manifest import ImageManifest
 from enclavia.crypto.bhttp import decode_request, encode_response
 from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
@@ -16,7 +17,7 @@ from enclavia.crypto.signing import SigningKey
 from enclavia.enclave.keyrelease import KeyRelease
 from enclavia.enclave.routes import InnerApp
 from enclavia.errors import ReplayedNonceError
-from enclavia.tee.base import Attester
+from enclavia.tee.base import Attester, Evidence
 
 NONCE_MEMORY = 65536
 
@@ -68,7 +69,7 @@ class Enclave:
         report_data = compute_report_data(
             nonce, self.key_config, self.signing_key.public_bytes, self.manifest_digest
         )
-        ev = self.attester.attest(report_data)
+        ev = self._evidence(report_data, nonce)
         return AttestationBundle(
             tee=ev.tee,
             evidence=ev.evidence,
@@ -80,6 +81,16 @@ class Enclave:
             manifest=self.manifest,
             nonce=nonce,
         )
+
+    def _evidence(self, report_data: bytes, nonce: bytes) -> Evidence:
+        # Nitro carries the nonce in its own signed field as well (DESIGN.md); the others bind it only
+        # through report_data.
+        if self.attester.tee is Tee.NITRO:
+            from enclavia.tee.nitro_nsm import NitroNsmAttester
+
+            if isinstance(self.attester, NitroNsmAttester):
+                return self.attester.attest(report_data, nonce=nonce)
+        return self.attester.attest(report_data)
 
     def handle_gateway(self, message: bytes) -> bytes:
         """Open an OHTTP request, run the inner route, seal the response. Raises CryptoError subclasses."""

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--sim-dir", required=True)
-    parser.add_argument("--tee", default="simulated")
+    parser.add_argument("--tee", default="simulated", choices=["simulated", "sev-snp", "tdx", "nitro"])
     parser.add_argument("--embeddings", action="store_true", help="load the embedding model")
     parser.add_argument("--classification", default=None, help="data classification manifest (YAML)")
     parser.add_argument("--store-socket", default=None, help="host services socket (blob store, egress)")
