@@ -93,7 +93,7 @@ def data_served(tmp_path_factory: pytest.TempPathFactory, provider: Provider) ->
     doc["requesters"] = [
         {"id": "dr-a", "tenant": "hosp-a", "clearance": all_classes, "actions": ["ingest", "query", "egress"],
          "token_sha256": sha["a"]},
-        {"id": "analyst-a", "tenant": "hosp-a", "clearance": [], "actions": ["query"], "token_sha256": sha["a_limited"]},
+        {"id": "analyst-a", "tenant": "hosp-a", "clearance": [], "actions": ["query"], "token_sha256": sha["a_limited"]},  # noqa: E501
         {"id": "dr-b", "tenant": "hosp-b", "clearance": all_classes, "actions": ["ingest", "query"],
          "token_sha256": sha["b"]},
     ]  # fmt: skip
@@ -127,14 +127,14 @@ def _call(served: Served, path: str, body: Any, token: str) -> tuple[int, Any]:
 
 def _ingest(served: Served) -> None:
     a_text = (
-        f"Discharge summary for {PATIENT}, MRN {MRN}, SSN {SSN}. Cardiology follow-up for atrial fibrillation; "
+        f"Discharge summary for {PATIENT}, MRN {MRN}, SSN {SSN}. Cardiology follow-up for atrial fibrillation; "  # noqa: E501
         f"anticoagulation started. Internal reference {CANARY_A}."
     )
     b_text = f"Oncology note: chemotherapy cycle 3 tolerated well. Reference {CANARY_B}."
-    status, out = _call(served, "/v1/documents", {"documents": [{"id": "a-1", "title": "discharge", "text": a_text}]},
+    status, out = _call(served, "/v1/documents", {"documents": [{"id": "a-1", "title": "discharge", "text": a_text}]},  # noqa: E501
                         TOKENS["a"])  # fmt: skip
     assert status == 200 and out["chunks"] >= 1
-    status, out = _call(served, "/v1/documents", {"documents": [{"id": "b-1", "title": "oncology", "text": b_text}]},
+    status, out = _call(served, "/v1/documents", {"documents": [{"id": "b-1", "title": "oncology", "text": b_text}]},  # noqa: E501
                         TOKENS["b"])  # fmt: skip
     assert status == 200
 
@@ -199,7 +199,7 @@ def test_canaries_never_in_host_storage_logs_or_memory(ingested: Served) -> None
 def test_provider_on_loopback_receives_no_raw_pii(ingested: Served, provider: Provider) -> None:
     before = len(provider.bodies)
     question = f"What follow-up does {PATIENT} (SSN {SSN}, MRN {MRN}) need?"
-    status, out = _call(ingested, "/v1/rag/query", {"query": question, "provider": "loopback", "conversation": "c1"},
+    status, out = _call(ingested, "/v1/rag/query", {"query": question, "provider": "loopback", "conversation": "c1"},  # noqa: E501
                         TOKENS["a"])  # fmt: skip
     assert status == 200, out
     sent = b"".join(provider.bodies[before:])

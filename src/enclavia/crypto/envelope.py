@@ -32,5 +32,5 @@ def unwrap_dek(kek: bytes, kek_id: str, dek_id: str, wrapped: bytes) -> bytes:
     return aead.open_(kek, wrapped, _aad(kek_id, dek_id))
 
 
-def rewrap(old_kek: bytes, old_id: str, new_kek: bytes, new_id: str, dek_id: str, wrapped: bytes) -> bytes:
+def rewrap(old_kek: bytes, old_id: str, new_kek: bytes, new_id: str, dek_id: str, wrapped: bytes) -> bytes:  # noqa: PLR0917
     return wrap_dek(new_kek, new_id, dek_id, unwrap_dek(old_kek, old_id, dek_id, wrapped))

@@ -1,1 +1,1 @@
-"""Data protection inside the enclave: classification, detection, redaction, tokenization, field encryption."""
+"""Data protection inside the enclave: classification, detection, redaction, tokenization, field encryption."""  # noqa: E501

@@ -5,7 +5,8 @@ over the host's services socket; the host writes them under its state directory 
 Everything handed to a blob store is already encrypted and its name is a keyed HMAC: the host learns sizes,
 counts and access times, not tenants, document ids or content.
 
-STORE body: op (1 byte) || name_len (u16) || name || data.  ops: P put, G get, D delete, L list (name = prefix).
+STORE body: op (1 byte) || name_len (u16) || name || data.  ops: P put, G get, D delete, L list
+(name = prefix).
 """
 
 from __future__ import annotations

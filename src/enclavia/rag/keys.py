@@ -54,7 +54,7 @@ class StaticKekSource:
 
 
 class FileKekSource(StaticKekSource):
-    """Development only: KEKs as files ``kek-<id>.bin`` in the simulated TEE directory, created on first use."""
+    """Development only: KEKs as files ``kek-<id>.bin`` in the simulated TEE directory, created on first use."""  # noqa: E501
 
     def __init__(self, directory: Path, current_id: str = "dev-kek-1") -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,7 @@ class KeyRing:
         self._wrapped: dict[str, bytes] = {}
         self._deks: dict[str, bytes] = {}
         self.kek_id = ""
+        self._dirty = False
         self._load()
 
     def _load(self) -> None:
@@ -102,7 +103,7 @@ class KeyRing:
         }
         self.blobs.put(KEYRING, json.dumps(doc).encode())
 
-    def dek(self, dek_id: str, *, create: bool = True) -> bytes | None:
+    def dek(self, dek_id: str, *, create: bool = True, persist: bool = True) -> bytes | None:
         with self._lock:
             cached = self._deks.get(dek_id)
             if cached is not None:
@@ -116,11 +117,21 @@ class KeyRing:
                     return None
                 dek = aead.generate_key()
                 self._wrapped[dek_id] = wrap_dek(kek, self.kek_id, dek_id, dek)
-                self._persist()
+                if persist:
+                    self._persist()
+                else:
+                    self._dirty = True
             else:
                 dek = unwrap_dek(kek, self.kek_id, dek_id, wrapped)
             self._deks[dek_id] = dek
             return dek
+
+    def flush(self) -> None:
+        """Write the keyring once after a batch of ``dek(..., persist=False)``."""
+        with self._lock:
+            if self._dirty:
+                self._persist()
+                self._dirty = False
 
     def name(self, *parts: str) -> str:
         """Keyed, opaque blob-name material: HMAC-SHA256 under the naming DEK."""

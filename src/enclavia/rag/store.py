@@ -4,7 +4,8 @@ Layout in the blob store (names are HMACs under the naming DEK, so they reveal n
 
 - ``c/<hmac(tenant, doc, n)>``   chunk n of a document: AES-256-GCM under the document's DEK,
                                  AAD = tenant | document | n.
-- ``s/<hmac(tenant, seg, k)>``   index segment k of a tenant: up to SEGMENT_ROWS embeddings (float32) and their
+- ``s/<hmac(tenant, seg, k)>``   index segment k of a tenant: up to SEGMENT_ROWS embeddings
+(float32) and their
                                  chunk references, AES-256-GCM under the tenant's index DEK, AAD = tenant | k.
 - ``m/<hmac(tenant, meta)>``     the tenant's segment count, sealed like a segment.
 - ``keyring``                    wrapped DEKs (enclavia.rag.keys).
@@ -111,8 +112,8 @@ class DocumentStore:
         assert dek is not None
         return dek
 
-    def _doc_dek(self, tenant: str, doc: str, create: bool) -> bytes | None:
-        return self.keys.dek("d-" + self.keys.name("doc-dek", tenant, doc), create=create)
+    def _doc_dek(self, tenant: str, doc: str, create: bool, persist: bool = True) -> bytes | None:
+        return self.keys.dek("d-" + self.keys.name("doc-dek", tenant, doc), create=create, persist=persist)
 
     # -- index persistence ---------------------------------------------------------------------------
 
@@ -190,12 +191,13 @@ class DocumentStore:
         titles: dict[str, str] = {}
         for doc_id, title, text in documents:
             titles[doc_id] = title
-            dek = self._doc_dek(tenant, doc_id, create=True)
+            dek = self._doc_dek(tenant, doc_id, create=True, persist=False)
             assert dek is not None
             for n, piece in enumerate(chunk_text(text)):
                 chunks.append(Chunk(doc_id, n, piece))
                 blob = aead.seal(dek, piece.encode(), b"enclavia-chunk-v1" + _lp(tenant, doc_id, n))
                 self.blobs.put("c/" + self.keys.name("chunk", tenant, doc_id, str(n)), blob)
+        self.keys.flush()  # new DEKs are wrapped and persisted before any body that needs them is indexed
         if not chunks:
             return 0
         vectors = self.embed([c.text for c in chunks]).astype(np.float32)
