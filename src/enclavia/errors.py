@@ -13,6 +13,8 @@ evidence bytes into an exception's arguments.
     │   ├── UnknownKeyIdError              request sealed to a key id the enclave does not hold
     │   ├── UnsupportedSuiteError          KEM/KDF/AEAD not in the measured configuration (no downgrade)
     │   ├── DecryptionError                AEAD open failed (bit flip, wrong key, wrong AAD)
+    │   │   └── ChunkIntegrityError        stream chunk missing, reordered or modified (chunked OHTTP)
+    │   ├── StreamTruncatedError           chunked stream ended before its authenticated final chunk
     │   └── InvalidPublicKeyError          low-order or malformed public key
     ├── AttestationError
     │   ├── EvidenceFormatError            evidence does not parse (lengths, versions, CBOR)
@@ -32,7 +34,8 @@ evidence bytes into an exception's arguments.
     │   ├── ChipMismatchError              endorsement key is for another chip
     │   ├── CollateralError                collateral missing, expired or not matching
     │   ├── RevocationUnknownError         revocation could not be checked and policy demands it
-    │   └── AttesterError                  the TEE device could not produce evidence (or a writer raced)
+    │   ├── AttesterError                  the TEE device could not produce evidence (or a writer raced)
+    │   └── ReceiptInvalidError            response receipt malformed or not matching request/response
     ├── PolicyError
     │   ├── PolicyLoadError                policy file invalid (incl. allow-list entries that pin nothing)
     │   ├── MeasurementNotAllowedError
@@ -129,6 +132,17 @@ class DecryptionError(CryptoError):
 class InvalidPublicKeyError(CryptoError):
     code = "crypto.invalid_public_key"
     title = "Invalid public key"
+
+
+class ChunkIntegrityError(DecryptionError):
+    code = "crypto.chunk_integrity"
+    title = "Stream chunk missing, reordered or modified"
+
+
+class StreamTruncatedError(CryptoError):
+    code = "crypto.stream_truncated"
+    status = 502
+    title = "Encrypted stream ended before its final chunk"
 
 
 # --- attestation --------------------------------------------------------------------------------
@@ -229,6 +243,11 @@ class AttesterError(AttestationError):
     code = "attestation.attester_failed"
     status = 503
     title = "The TEE could not produce evidence"
+
+
+class ReceiptInvalidError(AttestationError):
+    code = "attestation.receipt_invalid"
+    title = "Receipt malformed or not matching the request and response"
 
 
 # --- policy -------------------------------------------------------------------------------------
