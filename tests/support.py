@@ -82,15 +82,27 @@ class Served:
             self.proc.wait()
 
 
-def start_served(home: Path, *, embeddings: bool = False, classification: Path | None = None) -> Served:
+def chat_model_path() -> Path:
+    """The bundled GGUF chat model, assembled once per checkout under build/ (digest-checked)."""
+    from enclavia.inference.chat import bundled_model_path
+
+    return bundled_model_path(REPO / "build" / "gguf")
+
+
+def start_served(
+    home: Path, *, embeddings: bool = False, classification: Path | None = None, chat: bool = False
+) -> Served:
     from enclavia.cli.core import dev_policy_text
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
     from enclavia.tee.simulated import init_platform_key
 
     model_dir = ensure_model()
     pub = init_platform_key(home / "sim")
+    chat_model = chat_model_path() if chat else None
     manifest = manifest_for(
-        EnclaveConfig(model_dir, home / "sim", embeddings=embeddings, classification=classification),
+        EnclaveConfig(
+            model_dir, home / "sim", embeddings=embeddings, classification=classification, chat_model=chat_model
+        ),
         load_models(model_dir),
     )
     port = free_port()
@@ -109,6 +121,7 @@ def start_served(home: Path, *, embeddings: bool = False, classification: Path |
         str(home),
         *(["--embeddings"] if embeddings else []),
         *(["--classification", str(classification)] if classification else []),
+        *(["--chat-model", str(chat_model)] if chat_model else []),
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -2,6 +2,10 @@
 
 request  = version:u8 kind:u8 tp_len:u16 body_len:u32 || traceparent || body
 response = version:u8 ok:u8  code_len:u16 body_len:u32 || error code || body
+
+A GATEWAY_STREAM request is answered by several response frames: ok=STREAM_MORE frames carry successive
+pieces of the (already encrypted) chunked OHTTP response, then one ok=1 frame ends it (its body may be
+empty). ok=0 before any piece is an error as usual; ok=0 after pieces means the stream broke off.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ class Kind(IntEnum):
     EGRESS = 6  # an already-tokenized request to an allow-listed provider (enclavia.protect.egress)
     BROKER_ATTEST = 5  # body: broker challenge nonce (hex) -> {"bundle": ..., "secrets": [...]}
     INSTALL_SECRET = 6  # body: a broker release response (JSON) -> {"installed": path, "pending": n}
+    GATEWAY_STREAM = 7  # body: message/ohttp-chunked-req -> pieces of message/ohttp-chunked-res
+
+
+STREAM_MORE = 2  # response "ok" byte: a stream piece, more frames follow
 
 
 class ChannelError(Exception):

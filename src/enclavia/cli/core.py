@@ -122,6 +122,11 @@ def serve(  # noqa: PLR0917 - typer options
     classification: Annotated[
         Path | None, typer.Option(help="Data classification manifest: enables documents and RAG")
     ] = None,
+    chat: Annotated[
+        bool, typer.Option(help="Serve the bundled GGUF chat model (needs the chat extra)")
+    ] = False,
+    chat_model: Annotated[Path | None, typer.Option(help="Serve this GGUF chat model (llama.cpp)")] = None,
+    chat_threads: Annotated[int, typer.Option(help="llama.cpp threads for chat")] = 1,
 ) -> None:
     """Start the host API and, as a separate process, the enclave behind one Unix socket."""
     import uvicorn
@@ -148,6 +153,7 @@ def serve(  # noqa: PLR0917 - typer options
         tee,
         *(["--embeddings"] if embeddings else []),
         *(["--classification", str(classification.resolve())] if classification else []),
+        *_chat_args(state_dir, chat, chat_model, chat_threads),
     ]
     from enclavia.host.services import HostServices
 
@@ -165,6 +171,17 @@ def serve(  # noqa: PLR0917 - typer options
 
 
 # -- client commands -----------------------------------------------------------------------------
+
+def _chat_args(state_dir: Path, bundled: bool, path: Path | None, threads: int) -> list[str]:
+    """``--chat`` assembles the bundled GGUF under the state directory; ``--chat-model`` names any file."""
+    if path is None and not bundled:
+        return []
+    if path is None:
+        from enclavia.inference.chat import bundled_model_path
+
+        path = bundled_model_path(state_dir / "models")
+    return ["--chat-model", str(path.resolve()), "--chat-threads", str(threads)]
+
 
 
 def _load_client(url: str, policy: Path | None, **kw: Any) -> Any:

@@ -6,15 +6,19 @@ import json
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from enclavia.attestation.receipt import HEADER as RECEIPT_HEADER
+from enclavia.attestation.receipt import REQUEST_HEADER as RECEIPT_REQUEST_HEADER
+from enclavia.attestation.receipt import Receipt, decode_receipt, verify_receipt
 from enclavia.attestation.release import ApproverSet
 from enclavia.attestation.tlog import InclusionCheck, LogReader, TreeHeadStore
+from enclavia.client.stream import InnerStream, open_stream
 from enclavia.client.tlog import TransparencyCheck
 from enclavia.client.verify import VerifiedEnclave, verify_bundle
 from enclavia.crypto.bhttp import Request, decode_response, encode_request
@@ -22,6 +26,7 @@ from enclavia.crypto.ohttp import REQUEST_MEDIA_TYPE, encapsulate_request
 from enclavia.errors import (
     EnclaveUnavailableError,
     EnclaviaError,
+    ReceiptInvalidError,
     TransportError,
     UnknownKeyIdError,
     error_for_code,
@@ -49,9 +54,13 @@ class Client:
         tlog_state: TreeHeadStore | str | Path | None = None,
         release_keys: Collection[bytes] = (),
         approvers: ApproverSet | None = None,
+        receipts: bool = False,
     ) -> None:
         """``tlog``/``tlog_key``: also require the attested manifest to be published in that
-        transparency log (see ``enclavia.client.tlog.TransparencyCheck``); without them, no log check."""
+        transparency log (see ``enclavia.client.tlog.TransparencyCheck``); without them, no log check.
+        ``receipts``: ask for a signed receipt with every response and verify it (``last_receipt``)."""
+        self.receipts = receipts
+        self.last_receipt: Receipt | None = None
         self.url = url.rstrip("/")
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self._http = http or httpx.Client(timeout=timeout)
@@ -118,6 +127,38 @@ class Client:
         status, out = self.request("GET", "/v1/models")
         return _ok(status, out)
 
+    def stream(self, method: str, path: str, body: Any = None) -> InnerStream:
+        """Send one inner request as chunked OHTTP; the response streams back as the enclave writes it.
+        Re-attests once and retries once if the key config went stale (before any content flowed)."""
+        try:
+            return self._open_stream(method, path, body)
+        except (UnknownKeyIdError, EnclaveUnavailableError):
+            self._enclave = None
+            self._attest_with_wait()
+            return self._open_stream(method, path, body)
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], model: str, **params: Any) -> dict[str, Any]:
+        """OpenAI-shaped chat completion, encrypted to the attested enclave."""
+        with self.stream(
+            "POST", "/v1/chat/completions", {**params, "model": model, "messages": list(messages)}
+        ) as s:
+            content = s.read()
+        try:
+            payload = json.loads(content) if content else None
+        except ValueError:
+            payload = None
+        return _ok(s.status, payload)
+
+    def chat_stream(
+        self, messages: Sequence[Mapping[str, Any]], model: str, **params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Streamed chat completion: yields each ``chat.completion.chunk`` as it is generated."""
+        body = {**params, "model": model, "messages": list(messages), "stream": True}
+        with self.stream("POST", "/v1/chat/completions", body) as s:
+            if s.status != 200:
+                _ok(s.status, _json_or_none(s.read()))
+            yield from iter_sse(s)
+
     def close(self) -> None:
         self._http.close()
 
@@ -140,27 +181,66 @@ class Client:
                     raise
                 time.sleep(0.2)
 
-    def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        enclave = self.enclave
-        content = b"" if body is None else json.dumps(body, allow_nan=False).encode()
+    def _inner(self, method: str, path: str, body: Any) -> Request:
+        content = (
+            body
+            if isinstance(body, bytes)
+            else b""
+            if body is None
+            else json.dumps(body, allow_nan=False).encode()
+        )
         headers: tuple[tuple[str, str], ...] = (
             (("content-type", "application/json"),) if body is not None else ()
         )
-        inner = encode_request(
-            Request(
-                method=method,
-                scheme="https",
-                authority="enclave",
-                path=path,
-                headers=headers,
-                content=content,
-            )
+        if self.receipts:
+            headers = (*headers, (RECEIPT_REQUEST_HEADER, "1"))
+        return Request(
+            method=method, scheme="https", authority="enclave", path=path, headers=headers, content=content
         )
-        message, ctx = encapsulate_request(enclave.key_config, inner)
+
+    def _check_receipt(self, request: Request, receipt: str | None, content: bytes) -> None:
+        """Verify the receipt against the attested signing key, this request, this response, this
+        measurement. Missing or wrong when asked for: ReceiptInvalidError / SignatureInvalidError."""
+        if not self.receipts:
+            return
+        if receipt is None:
+            raise ReceiptInvalidError()
+        enclave = self.enclave
+        self.last_receipt = verify_receipt(
+            decode_receipt(receipt),
+            enclave.bundle.signing_public_key,
+            request_content=request.content,
+            response_content=content,
+            measurement=enclave.bundle.manifest.digest(),
+        )
+
+    def _open_stream(self, method: str, path: str, body: Any) -> InnerStream:
+        enclave = self.enclave
+        request = self._inner(method, path, body)
+
+        def complete(s: InnerStream) -> None:
+            self._check_receipt(request, s.header(RECEIPT_HEADER) or s.trailer(RECEIPT_HEADER), s.content)
+
+        return open_stream(
+            self._http,
+            self.url + "/v1/gateway",
+            key_config=enclave.key_config,
+            request=request,
+            on_problem=_raise_problem,
+            on_complete=complete,
+        )
+
+    def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        enclave = self.enclave
+        request = self._inner(method, path, body)
+        message, ctx = encapsulate_request(enclave.key_config, encode_request(request))
         resp = self._post("/v1/gateway", message)
         if resp.status_code != 200:
             _raise_problem(resp.content)
         response = decode_response(ctx.decapsulate_response(resp.content))
+        self._check_receipt(
+            request, next((v for k, v in response.headers if k == RECEIPT_HEADER), None), response.content
+        )
         try:
             payload = json.loads(response.content) if response.content else None
         except ValueError:
@@ -180,6 +260,34 @@ class Client:
             )
         except httpx.HTTPError:
             raise TransportError() from None
+
+
+def _json_or_none(content: bytes) -> Any:
+    try:
+        return json.loads(content) if content else None
+    except ValueError:
+        return None
+
+
+def iter_sse(stream: Iterator[bytes] | InnerStream) -> Iterator[dict[str, Any]]:
+    """Parse ``data:`` events (OpenAI streaming) from content pieces; stops at ``[DONE]``."""
+    buf = b""
+    for piece in stream:
+        buf += piece
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            for line in event.split(b"\n"):
+                if not line.startswith(b"data: "):
+                    continue
+                data = line[6:]
+                if data == b"[DONE]":
+                    continue
+                doc = _json_or_none(data)
+                if isinstance(doc, dict) and "error" in doc:
+                    err = doc["error"] if isinstance(doc["error"], dict) else {}
+                    raise error_for_code(str(err.get("code", "")))()
+                if isinstance(doc, dict):
+                    yield doc
 
 
 def _raise_problem(content: bytes) -> None:

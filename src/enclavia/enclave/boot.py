@@ -20,6 +20,8 @@ from enclavia.observability.metrics import EnclaveMetrics
 from enclavia.tee.base import Attester
 from enclavia.tee.simulated import SimulatedAttester, load_platform_key
 
+CHAT_CTX = 2048
+
 
 @dataclass(frozen=True)
 class EnclaveConfig:
@@ -34,6 +36,9 @@ class EnclaveConfig:
     classification: Path | None = None
     # Host blob store socket (a path: not measured; the enclave stores only ciphertext through it).
     store_socket: str | None = None
+    # GGUF chat model (llama.cpp): its SHA-256 is measured under its model id; the path is not.
+    chat_model: Path | None = None
+    chat_threads: int = 1
 
     def measured(self) -> dict[str, Any]:
         """The part of the configuration that goes into the manifest (no paths: they vary by host)."""
@@ -48,6 +53,7 @@ class EnclaveConfig:
             "egress": list(self.egress),
             "embeddings": self.embeddings,
             **_protect_measured(self),
+            **({"chat": {"runtime": "llama.cpp", "n_ctx": CHAT_CTX}} if self.chat_model else {}),
         }
 
 
@@ -81,6 +87,11 @@ def model_digests(config: EnclaveConfig, models: Mapping[str, LinearClassifier])
         from enclavia.protect.detect import NER_MODEL_ID, ner_model_digest
 
         digests[NER_MODEL_ID] = ner_model_digest()
+    if config.chat_model is not None:
+        from enclavia.inference.chat import file_digest, model_id_for
+
+        digest = file_digest(config.chat_model)
+        digests[model_id_for(config.chat_model, digest)] = digest
     return digests
 
 
@@ -128,5 +139,12 @@ def build_enclave(
         data = build_data_api(config.classification, config.sim_dir, config.store_socket, embedder)
         if data.detector.model_digest != manifest.models.get(NER_MODEL_ID):
             raise ValueError("NER model changed while the enclave was starting")
-    app = InnerApp(models=models, metrics=metrics, log=log, embedder=embedder, data=data)
+    chat = None
+    if config.chat_model is not None:
+        from enclavia.inference.chat import ChatModel
+
+        chat = ChatModel(config.chat_model, threads=config.chat_threads, n_ctx=CHAT_CTX)
+        if manifest.models.get(chat.name) != chat.digest:
+            raise ValueError("chat model changed while the enclave was starting")
+    app = InnerApp(models=models, metrics=metrics, log=log, embedder=embedder, data=data, chat=chat)
     return Enclave(attester, manifest, app, suite=config.suite, key_id=key_id)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from enclavia.attestation.binding import compute_report_data
 from enclavia.attestation.bundle import AttestationBundle
 from enclavia.attestation.claims import Tee
 from enclavia.attestation.manifest import ImageManifest
-from enclavia.crypto.bhttp import decode_request, encode_response
+from enclavia.crypto.bhttp import Request, Response, decode_request, encode_response
+from enclavia.crypto.chunked_ohttp import ChunkedGateway
 from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
 from enclavia.crypto.ohttp import Gateway, GatewayKey
 from enclavia.crypto.signing import SigningKey
@@ -60,6 +62,7 @@ class Enclave:
         self.key_config = self.gateway_key.config.encode()
         self.signing_key = SigningKey.generate()
         self._gateway = Gateway([self.gateway_key])
+        self._chunked = ChunkedGateway([self.gateway_key])
         # Sealed models wait for keys released by the broker to this gateway key (see keyrelease.py).
         self.key_release = KeyRelease(self.gateway_key, app.models, log=app.log)
         self._nonces = NonceLedger()
@@ -97,4 +100,50 @@ class Enclave:
         inner, ctx = self._gateway.decapsulate_request(message)
         request = decode_request(inner)
         response = self.app.handle(request)
+        if _wants_receipt(request):
+            response = with_receipt_header(self, request, response)
         return ctx.encapsulate_response(encode_response(response))
+
+    def open_stream(self, message: bytes) -> Callable[[Callable[[bytes], bool]], None]:
+        """Open a chunked OHTTP request and route it (raises CryptoError subclasses before anything is
+        sent); return the function that produces the sealed response stream (see enclavia.enclave.stream)."""
+        from enclavia.enclave.stream import open_chunked
+
+        return open_chunked(self, self._chunked, message)
+
+    def receipt(self, request: Request, status: int, content: bytes) -> str:
+        """A signed receipt for this request and response content (enclavia.attestation.receipt)."""
+        from enclavia.attestation.receipt import encode_receipt, issue_receipt
+
+        model, model_sha256 = self.app.model_for(request.path)
+        return encode_receipt(
+            issue_receipt(
+                self.signing_key,
+                request_content=request.content,
+                response_content=content,
+                route=request.path,
+                status=status,
+                measurement=self.manifest_digest,
+                model=model,
+                model_sha256=model_sha256,
+                policy_revision=getattr(self.key_release, "policy_revision", None),
+            )
+        )
+
+
+def _wants_receipt(request: Request) -> bool:
+    from enclavia.attestation.receipt import REQUEST_HEADER
+
+    return any(k == REQUEST_HEADER for k, _ in request.headers)
+
+
+def with_receipt_header(enclave: Enclave, request: Request, response: Response) -> Response:
+    from enclavia.attestation.receipt import HEADER
+
+    receipt = enclave.receipt(request, response.status, response.content)
+    return Response(
+        status=response.status,
+        headers=(*response.headers, (HEADER, receipt)),
+        content=response.content,
+        trailers=response.trailers,
+    )

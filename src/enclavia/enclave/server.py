@@ -35,6 +35,11 @@ class EnclaveServer:
         try:
             while True:
                 frame = await channel.read_frame(reader, channel.MAX_TRACEPARENT)
+                if frame.kind == channel.Kind.GATEWAY_STREAM:
+                    from enclavia.enclave.server_stream import serve_stream
+
+                    await serve_stream(self, frame, writer)
+                    continue
                 ok, code, body = self._dispatch(frame)
                 writer.write(channel.encode(1 if ok else 0, code.encode(), body))
                 await writer.drain()

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from enclavia import channel
 from enclavia.errors import (
@@ -32,6 +32,9 @@ from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
 
 OHTTP_REQ = "message/ohttp-req"
 OHTTP_RES = "message/ohttp-res"
+# draft-ietf-ohai-chunked-ohttp: relayed as a stream of opaque bytes, like the non-chunked variant.
+OHTTP_CHUNKED_REQ = "message/ohttp-chunked-req"
+OHTTP_CHUNKED_RES = "message/ohttp-chunked-res"
 MAX_GATEWAY_BODY = 2 << 20
 
 
@@ -60,6 +63,57 @@ class HostState:
 def _problem(err: EnclaviaError | type[EnclaviaError], traceparent: str) -> Response:
     cls = err if isinstance(err, type) else type(err)
     return Response(problem_bytes(cls, traceparent), status_code=cls.status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+async def _relay_stream(state: HostState, body: bytes, request: Request) -> Response:
+    """Chunked OHTTP: pass the enclave's ciphertext pieces on as they come; sizes and timing only."""
+    log = get_logger()
+    tp = parse_traceparent(request.headers.get("traceparent")) or new_traceparent()
+    start = time.perf_counter()
+    pieces = state.link.stream(channel.Kind.GATEWAY_STREAM, body, tp)
+
+    def done(status: int, outcome: str, sent: int) -> None:
+        elapsed = time.perf_counter() - start
+        state.metrics.requests.labels("gateway_stream", outcome).inc()
+        log.info(
+            "host.request",
+            route="gateway_stream",
+            status=status,
+            outcome=outcome,
+            bytes_in=len(body),
+            bytes_out=sent,
+            duration_ms=round(elapsed * 1000, 3),
+            correlation_id=tp,
+        )
+
+    try:
+        first = await anext(pieces)
+    except EnclaviaError as err:
+        resp = _problem(err, tp)
+        done(resp.status_code, err.code, len(resp.body))
+        return resp
+    except StopAsyncIteration:
+        done(502, EnclaveUnavailableError.code, 0)
+        return _problem(EnclaveUnavailableError, tp)
+
+    async def relayed() -> AsyncIterator[bytes]:
+        sent, outcome = len(first), "ok"
+        try:
+            yield first
+            async for piece in pieces:
+                sent += len(piece)
+                yield piece
+        except EnclaviaError as err:
+            outcome = err.code  # the enclave broke off: end the body early; the client sees truncation
+        finally:
+            await pieces.aclose()
+            done(200, outcome, sent)
+
+    return StreamingResponse(
+        relayed(),
+        media_type=OHTTP_CHUNKED_RES,
+        headers={"cache-control": "no-store", "traceparent": tp},
+    )
 
 
 def create_app(state: HostState) -> FastAPI:
@@ -124,7 +178,7 @@ def create_app(state: HostState) -> FastAPI:
     @app.post("/v1/gateway")
     async def gateway(request: Request) -> Response:
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if ctype != OHTTP_REQ:
+        if ctype not in {OHTTP_REQ, OHTTP_CHUNKED_REQ}:
             return _problem(UnsupportedMediaTypeError, "")
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > MAX_GATEWAY_BODY):
@@ -134,7 +188,11 @@ def create_app(state: HostState) -> FastAPI:
             body.extend(chunk)
             if len(body) > MAX_GATEWAY_BODY:
                 return _problem(PayloadTooLargeError, "")
-        return await relay("gateway", channel.Kind.GATEWAY, bytes(body), request, OHTTP_RES)
+        return await (
+            _relay_stream(state, bytes(body), request)
+            if ctype == OHTTP_CHUNKED_REQ
+            else relay("gateway", channel.Kind.GATEWAY, bytes(body), request, OHTTP_RES)
+        )
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -7,7 +7,7 @@ import contextlib
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,42 @@ class EnclaveLink:
         if frame.kind == 1:
             return frame.body
         raise error_for_code(frame.meta.decode("ascii", "replace"))()
+
+    async def stream(
+        self, kind: channel.Kind, body: bytes, traceparent: str = ""
+    ) -> AsyncGenerator[bytes, None]:
+        """Send one frame and yield the bodies of the STREAM_MORE frames that answer it, until the end
+        frame. An error before the first piece raises the enclave's error class; a stream that breaks off
+        later raises EnclaveUnavailableError. A consumer that stops early closes the connection."""
+        async with self._slots:
+            conn = self._idle.get_nowait() if not self._idle.empty() else await self._connect()
+            reader, writer = conn
+            finished = False
+            try:
+                writer.write(channel.encode(kind, traceparent.encode("ascii"), body))
+                await writer.drain()
+                started = False
+                while True:
+                    frame = await channel.read_frame(reader, channel.MAX_CODE)
+                    if frame.kind == channel.STREAM_MORE:
+                        started = True
+                        yield frame.body
+                        continue
+                    finished = True
+                    if frame.kind == 1:
+                        if frame.body:
+                            yield frame.body
+                        break
+                    if started:
+                        raise EnclaveUnavailableError()
+                    raise error_for_code(frame.meta.decode("ascii", "replace"))()
+            except (channel.ChannelError, ConnectionError, OSError):
+                raise EnclaveUnavailableError() from None
+            finally:
+                if finished:
+                    self._idle.put_nowait(conn)
+                else:
+                    writer.close()
 
     def reset(self) -> None:
         while not self._idle.empty():
