@@ -128,7 +128,11 @@ def app_from_env() -> Any:
         store=redact_url(config.db_url),
         keystore=config.keystore.split(":", 1)[0],
     )
-    return create_app(service)
+    from enclavia.broker.ops import install
+
+    app = create_app(service)
+    install(app, service)
+    return app
 
 
 # -- admin API client ----------------------------------------------------------------------------

@@ -164,7 +164,7 @@ def serve(  # noqa: PLR0917 - typer options
     if broker:
         from enclavia.host.kbs import KbsRelay
 
-        kbs = KbsRelay(broker, link, supervisor, max_backoff_s=broker_retry_max)
+        kbs = KbsRelay(broker, link, supervisor, max_backoff_s=broker_retry_max, metrics=metrics)
     app = create_app(HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0), kbs, services))
     elog.get_logger().info("host.started", listen=listen, socket=link.socket_path)
     uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False)

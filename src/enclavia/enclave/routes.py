@@ -52,7 +52,7 @@ class InnerApp:
             outcome, code = "error", err.code
         elapsed = time.perf_counter() - start
         self.metrics.requests.labels(route, outcome).inc()
-        self.metrics.latency.labels(route).observe(elapsed)
+        self.metrics.latency.labels(route, outcome).observe(elapsed)
         if self.log is not None:
             self.log(
                 "enclave.request",

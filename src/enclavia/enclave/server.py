@@ -95,6 +95,7 @@ class EnclaveServer:
             bundle = self.enclave.attestation_bundle(nonce).encode()
         except EnclaviaError as err:
             self.metrics.attestations.labels("error").inc()
+            self.metrics.attestation_failures.labels(err.code).inc()
             self.log("enclave.attestation", outcome="error", error_code=err.code)
             raise
         self.metrics.attestations.labels("ok").inc()

@@ -149,7 +149,7 @@ def create_app(state: HostState) -> FastAPI:
                 log.info("host.enclave_unreachable", route=route, error_code=err.code, correlation_id=tp)
         elapsed = time.perf_counter() - start
         state.metrics.requests.labels(route, outcome).inc()
-        state.metrics.latency.labels(route).observe(elapsed)
+        state.metrics.latency.labels(route, outcome).observe(elapsed)
         log.info(
             "host.request",
             route=route,

@@ -28,6 +28,7 @@ from enclavia import channel
 from enclavia.errors import EnclaviaError, TransportError, error_for_code
 from enclavia.host.link import EnclaveLink, Supervisor
 from enclavia.observability.logging import get_logger
+from enclavia.observability.metrics import HostMetrics
 
 
 class BrokerRefusedError(EnclaviaError):
@@ -46,6 +47,7 @@ class KbsRelay:
     initial_backoff_s: float = 0.25
     max_backoff_s: float = 30.0
     attempts: int = 0
+    metrics: HostMetrics | None = None
     released: int = 0
     _generation: object = None
     _task: asyncio.Task[None] | None = None
@@ -92,6 +94,9 @@ class KbsRelay:
             try:
                 count = await self.release_once()
             except EnclaviaError as err:
+                if self.metrics is not None:
+                    self.metrics.kbs_attempts.labels(err.code).inc()
+                    self.metrics.secrets_ready.set(0)
                 wait = delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
                 log.info(
                     "host.kbs",
@@ -107,6 +112,9 @@ class KbsRelay:
             self._generation = generation
             self.released += count
             self._done.set()
+            if self.metrics is not None:
+                self.metrics.kbs_attempts.labels("ok").inc()
+                self.metrics.secrets_ready.set(1)
             delay = self.initial_backoff_s
             log.info("host.kbs", stage="complete", outcome="ok", attempt=self.attempts, secrets=count)
 
