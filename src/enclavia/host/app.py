@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
@@ -116,7 +116,7 @@ async def _relay_stream(state: HostState, body: bytes, request: Request) -> Resp
     )
 
 
-def create_app(state: HostState) -> FastAPI:
+def _lifespan(state: HostState) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if state.services is not None:
@@ -133,34 +133,47 @@ def create_app(state: HostState) -> FastAPI:
         if state.services is not None:
             await state.services.stop()
 
-    app = FastAPI(title="enclavia host", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    return lifespan
+
+
+async def _relay(
+    state: HostState, request: Request, *, route: str, kind: channel.Kind, body: bytes, media: str
+) -> Response:
+    log = get_logger()
+    tp = parse_traceparent(request.headers.get("traceparent")) or new_traceparent()
+    start = time.perf_counter()
+    try:
+        out = await state.link.call(kind, body, tp)
+        resp = Response(out, media_type=media, headers={"cache-control": "no-store", "traceparent": tp})
+        outcome = "ok"
+    except EnclaviaError as err:
+        resp, outcome = _problem(err, tp), err.code
+        if isinstance(err, EnclaveUnavailableError):
+            log.info("host.enclave_unreachable", route=route, error_code=err.code, correlation_id=tp)
+    elapsed = time.perf_counter() - start
+    state.metrics.requests.labels(route, outcome).inc()
+    state.metrics.latency.labels(route, outcome).observe(elapsed)
+    log.info(
+        "host.request",
+        route=route,
+        status=resp.status_code,
+        outcome=outcome,
+        bytes_in=len(body),
+        bytes_out=len(resp.body),
+        duration_ms=round(elapsed * 1000, 3),
+        correlation_id=tp,
+    )
+    return resp
+
+
+def create_app(state: HostState) -> FastAPI:
+    app = FastAPI(
+        title="enclavia host", lifespan=_lifespan(state), docs_url=None, redoc_url=None, openapi_url=None
+    )
     log = get_logger()
 
     async def relay(route: str, kind: channel.Kind, body: bytes, request: Request, media: str) -> Response:
-        tp = parse_traceparent(request.headers.get("traceparent")) or new_traceparent()
-        start = time.perf_counter()
-        try:
-            out = await state.link.call(kind, body, tp)
-            resp = Response(out, media_type=media, headers={"cache-control": "no-store", "traceparent": tp})
-            outcome = "ok"
-        except EnclaviaError as err:
-            resp, outcome = _problem(err, tp), err.code
-            if isinstance(err, EnclaveUnavailableError):
-                log.info("host.enclave_unreachable", route=route, error_code=err.code, correlation_id=tp)
-        elapsed = time.perf_counter() - start
-        state.metrics.requests.labels(route, outcome).inc()
-        state.metrics.latency.labels(route, outcome).observe(elapsed)
-        log.info(
-            "host.request",
-            route=route,
-            status=resp.status_code,
-            outcome=outcome,
-            bytes_in=len(body),
-            bytes_out=len(resp.body),
-            duration_ms=round(elapsed * 1000, 3),
-            correlation_id=tp,
-        )
-        return resp
+        return await _relay(state, request, route=route, kind=kind, body=body, media=media)
 
     @app.get("/v1/attestation")
     async def attestation(request: Request) -> Response:
