@@ -1,4 +1,5 @@
-"""Broker fixtures: a store on SQLite and on PostgreSQL (a fresh schema per test), a simulated enclave."""
+"""Broker test helpers (unit and integration): stores on SQLite and PostgreSQL (a throwaway schema per test),
+a simulated enclave, policies, and a harness around an in-process BrokerService."""
 
 from __future__ import annotations
 
@@ -164,7 +165,9 @@ class Harness:
             return list(conn.execute(select(audit_records).order_by(audit_records.c.seq)))
 
 
-def make_harness(db_url: str, tmp_path: Path, *, checkpoint_every: int = 8, secrets_yaml: str = ALLOW_MODELS) -> Harness:
+def make_harness(
+    db_url: str, tmp_path: Path, *, checkpoint_every: int = 8, secrets_yaml: str = ALLOW_MODELS
+) -> Harness:
     platform = SigningKey.generate()
     enclave = make_enclave(platform)
     clock = Clock()
@@ -178,10 +181,3 @@ def make_harness(db_url: str, tmp_path: Path, *, checkpoint_every: int = 8, secr
     service = BrokerService(config, clock=clock, keystore=FileKeyStore(tmp_path / "root.key"))
     assert service.start()
     return Harness(service=service, clock=clock, platform=platform, enclave=enclave, db_url=db_url)
-
-
-@pytest.fixture
-def harness(db_url: str, tmp_path: Path) -> Iterator[Harness]:
-    h = make_harness(db_url, tmp_path)
-    yield h
-    h.service.close()

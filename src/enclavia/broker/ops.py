@@ -197,14 +197,6 @@ class OpsView:
                 return {"seq": record.seq, "time": record.time, "ref": ref, "hash": row.hash}
         raise NotFoundError("no evidence record with this digest")
 
-    def record_anomaly(self, tenant: str, kind: str) -> None:
-        """An ``usage.anomaly`` audit record: the tenant as a keyed reference, the kind as the code."""
-        rt = self.service._ready()
-        with self.service.store.transaction() as conn:
-            rt.ledger.append(
-                conn, action=ANOMALY_ACTION, outcome="flagged", code=f"usage.{kind}", ids={"tenant": tenant}
-            )
-
     # -- summary ---------------------------------------------------------------------------------
 
     def summary(self, *, window_s: float = 86400.0, verify_max_age_s: float | None = None) -> dict[str, Any]:

@@ -256,6 +256,7 @@ class BrokerService:
     def _bootstrap_policy(self, rt: _Runtime, text: str) -> None:
         policy = parse_policy(text)
         with self.store.transaction() as conn:
+            self.store.lock_policy(conn, exclusive=True)
             head = conn.execute(
                 select(policy_head.c.revision).where(policy_head.c.id == 1).with_for_update()
             ).one()
@@ -319,7 +320,10 @@ class BrokerService:
     ) -> tuple[AttestationBundle | None, AttestedEnclave | None, EnclaviaError | None]:
         bundle: AttestationBundle | None = None
         try:
-            doc = _json_object(body, MAX_ATTEST_BODY)
+            try:
+                doc = _json_object(body, MAX_ATTEST_BODY)
+            except BadRequestError:
+                raise EvidenceFormatError("attest body is not a JSON object") from None
             if set(doc) != {"bundle"} or not isinstance(doc["bundle"], dict):
                 raise EvidenceFormatError('body must be {"bundle": <attestation bundle>}')
             bundle = parse(json.dumps(doc["bundle"]).encode())
@@ -458,12 +462,11 @@ class BrokerService:
         if claims is not None:
             ids["jti"] = claims.jti
         with self.store.transaction() as conn:
-            # The current policy revision, read under a share lock: a policy update (FOR UPDATE) waits for
-            # this release to commit, or this release waits for the update and sees its revision.
+            # The current policy revision, read under the shared policy lock: a policy update (exclusive)
+            # waits for this release to commit, or this release waits for the update and sees its revision.
+            self.store.lock_policy(conn, exclusive=False)
             revision = int(
-                conn.execute(
-                    select(policy_head.c.revision).where(policy_head.c.id == 1).with_for_update(read=True)
-                ).scalar_one()
+                conn.execute(select(policy_head.c.revision).where(policy_head.c.id == 1)).scalar_one()
             )
             if error is None and claims is not None:
                 try:
@@ -673,6 +676,7 @@ class BrokerService:
         policy = parse_policy(text)
         error: EnclaviaError | None = None
         with self.store.transaction() as conn:
+            self.store.lock_policy(conn, exclusive=True)
             current = int(
                 conn.execute(
                     select(policy_head.c.revision).where(policy_head.c.id == 1).with_for_update()

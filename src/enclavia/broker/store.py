@@ -2,8 +2,9 @@
 
 Schema (migrations/versions/0001_initial.py is the source of truth for DDL; these tables mirror it):
 
-* ``policy_head`` (one row): the current policy revision (0 = none). Releases read it ``FOR SHARE``, policy
-  updates ``FOR UPDATE``: a release either commits before an update or sees the new revision.
+* ``policy_head`` (one row): the current policy revision (0 = none). Releases read it under a shared
+  policy lock, updates hold it exclusively (``Store.lock_policy``): a release either commits before an
+  update or sees the new revision.
 * ``policies``: every applied revision's YAML.
 * ``secret_versions``: (path, version) -> data key wrapped by the key store, value encrypted under it.
 * ``challenges``: outstanding single-use nonces with their expiry (deleted when consumed).
@@ -49,6 +50,7 @@ from enclavia.errors import EnclaviaError, StoreUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x656E636C61766961  # "enclavia": advisory lock id for concurrent starts
+_PG_POLICY_LOCK = 0x656E636C706F6C31  # releases share it, policy updates take it exclusively
 
 metadata = MetaData()
 
@@ -216,6 +218,18 @@ class Store:
             raise
         except (OperationalError, PoolTimeoutError, DBAPIError, SQLAlchemyError, OSError):
             raise StoreUnavailableError() from None
+
+    def lock_policy(self, conn: Connection, *, exclusive: bool) -> None:
+        """Order releases against policy updates (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises).
+
+        A transaction-scoped advisory lock, not ``SELECT ... FOR SHARE``: PostgreSQL queues row-lock
+        waiters unfairly, so a steady stream of share lockers can starve a policy update forever. The
+        heavyweight lock manager queues a new shared request behind a waiting exclusive one. Take it before
+        reading ``policy_head``: in READ COMMITTED the next statement then sees the committed revision.
+        """
+        if self.is_postgres:
+            fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+            conn.execute(text(f"SELECT {fn}(:k)"), {"k": _PG_POLICY_LOCK})
 
     def ping(self) -> None:
         with self.transaction() as conn:

@@ -146,5 +146,12 @@ def build_enclave(
         chat = ChatModel(config.chat_model, threads=config.chat_threads, n_ctx=CHAT_CTX)
         if manifest.models.get(chat.name) != chat.digest:
             raise ValueError("chat model changed while the enclave was starting")
-    app = InnerApp(models=models, metrics=metrics, log=log, embedder=embedder, data=data, chat=chat)
+    usage = None
+    if data is not None:
+        from enclavia.enclave.usage import usage_monitor
+
+        usage = usage_monitor(data.keks, metrics.usage, log)
+    app = InnerApp(
+        models=models, metrics=metrics, log=log, embedder=embedder, data=data, chat=chat, usage=usage
+    )
     return Enclave(attester, manifest, app, suite=config.suite, key_id=key_id)

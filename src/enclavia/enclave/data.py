@@ -24,6 +24,7 @@ from enclavia.errors import (
     NotFoundError,
     UnauthenticatedError,
 )
+from enclavia.observability.anomaly import current_tenant
 from enclavia.protect.classification import Classification, Requester, load_classification
 from enclavia.protect.detect import Detector, Span
 from enclavia.protect.egress import EgressGuard
@@ -80,6 +81,7 @@ class DataApi:
         req = self.classification.requester_for_token(auth[7:].strip())
         if req is None:
             raise UnauthenticatedError()
+        current_tenant.set(req.tenant)  # per-tenant usage (enclavia.observability.anomaly)
         if action not in req.actions:
             raise ForbiddenError()
         return req

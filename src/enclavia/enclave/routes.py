@@ -13,6 +13,7 @@ from enclavia.enclave.streaming import StreamedResponse
 from enclavia.errors import BadRequestError, EnclaviaError, NotFoundError, PayloadTooLargeError
 from enclavia.inference.embeddings import MODEL_ID, EmbeddingModel, parse_inputs
 from enclavia.inference.linear import LinearClassifier
+from enclavia.observability.anomaly import UsageMonitor, current_tenant
 from enclavia.observability.metrics import EnclaveMetrics
 from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
 
@@ -40,16 +41,22 @@ class InnerApp:
     chat: Any = None  # enclavia.inference.chat.ChatModel when a GGUF chat model is configured
     metrics: EnclaveMetrics = field(default_factory=EnclaveMetrics)
     log: Callable[..., Any] | None = None
+    usage: UsageMonitor | None = None  # per-tenant rate/volume anomalies (requests that name a tenant)
 
     def handle(self, req: Request) -> Response:
         start = time.perf_counter()
         route, model = _route_label(req.path)
+        tenant_token = current_tenant.set(None)
         try:
             resp = self._dispatch(req)
             outcome, code = "ok", None
         except EnclaviaError as err:
             resp = _problem_response(err)
             outcome, code = "error", err.code
+        tenant = current_tenant.get()
+        current_tenant.reset(tenant_token)
+        if self.usage is not None and tenant is not None:
+            self.usage.observe(tenant, len(req.content))
         elapsed = time.perf_counter() - start
         self.metrics.requests.labels(route, outcome).inc()
         self.metrics.latency.labels(route, outcome).observe(elapsed)

@@ -65,6 +65,8 @@ class EnclaveServer:
             if frame.kind == channel.Kind.HEALTH:
                 return True, "", b'{"status":"ok"}'
             if frame.kind == channel.Kind.METRICS:
+                if self.enclave.app.usage is not None:
+                    self.enclave.app.usage.flush()  # close finished windows before they are scraped
                 return True, "", generate_latest(self.metrics.registry)
             return False, "request.not_found", b""
         except EnclaviaError as err:

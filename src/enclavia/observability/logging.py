@@ -58,6 +58,9 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "host.kbs": frozenset({"stage", "outcome", "error_code", "attempt", "delay_ms", "secrets"}),
     "enclave.secret": frozenset({"outcome", "error_code", "secret_ref", "version", "pending"}),
     "enclave.plaintext_refused": frozenset({"model"}),
+    "usage.anomaly": frozenset(
+        {"kind", "tenant_ref", "value", "baseline", "threshold", "window_s", "window_start"}
+    ),
 }
 
 
