@@ -198,11 +198,11 @@ class Client:
             method=method, scheme="https", authority="enclave", path=path, headers=headers, content=content
         )
 
-    def _check_receipt(self, request: Request, receipt: str | None, content: bytes) -> None:
+    def _check_receipt(self, request: Request, receipt: str | None, content: bytes) -> Receipt | None:
         """Verify the receipt against the attested signing key, this request, this response, this
         measurement. Missing or wrong when asked for: ReceiptInvalidError / SignatureInvalidError."""
         if not self.receipts:
-            return
+            return None
         if receipt is None:
             raise ReceiptInvalidError()
         enclave = self.enclave
@@ -213,13 +213,16 @@ class Client:
             response_content=content,
             measurement=enclave.bundle.manifest.digest(),
         )
+        return self.last_receipt
 
     def _open_stream(self, method: str, path: str, body: Any) -> InnerStream:
         enclave = self.enclave
         request = self._inner(method, path, body)
 
         def complete(s: InnerStream) -> None:
-            self._check_receipt(request, s.header(RECEIPT_HEADER) or s.trailer(RECEIPT_HEADER), s.content)
+            s.receipt = self._check_receipt(
+                request, s.header(RECEIPT_HEADER) or s.trailer(RECEIPT_HEADER), s.content
+            )
 
         return open_stream(
             self._http,

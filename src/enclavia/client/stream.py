@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -42,6 +43,7 @@ class InnerStream:
         self._content: list[bytes] = []
         self.trailers: Fields = ()
         self.complete = False
+        self.receipt: Any = None  # the verified receipt, once complete (when the client asked for one)
         head = self._next_event()
         if not isinstance(head, Head):
             raise MalformedMessageError("stream does not start with a response head")

@@ -40,6 +40,13 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "release.rollout": frozenset(
         {"step", "outcome", "error_code", "policy_revision", "tee", "release", "manifest_digest"}
     ),
+    # the local attesting proxy (enclavia.client.proxy): no bodies, prompts, paths beyond the fixed routes
+    "proxy.started": frozenset({"listen", "upstream"}),
+    "proxy.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision", "key_id"}),
+    "proxy.attestation_failed": frozenset({"error_code"}),
+    "proxy.request": frozenset(
+        {"route", "status", "outcome", "error_code", "stream", "bytes_in", "bytes_out", "duration_ms"}
+    ),
     "release.drift": frozenset({"kind", "tee", "measurement", "manifest_digest", "log_index", "release"}),
     "broker.event": frozenset(
         {
