@@ -44,6 +44,7 @@ from enclavia.broker.store import (
     secret_versions,
 )
 from enclavia.errors import AuditVerificationError, BadRequestError, EnclaviaError, NotFoundError
+from enclavia.observability.trace import span
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -552,5 +553,33 @@ def install(
     async def evidence_find(digest: str, request: Request) -> Response:
         return await guarded(request, ops.find_evidence, digest)
 
+    @app.middleware("http")
+    async def trace_requests(request: Request, call_next: Any) -> Any:
+        route = _span_route(request.url.path)
+        if route is None:
+            return await call_next(request)
+        with span(
+            f"enclavia.broker.{route}",
+            traceparent=request.headers.get("traceparent"),
+            server=True,
+            enclavia__route=route,
+        ) as current:
+            response = await call_next(request)
+            current.set_attribute("http.status_code", response.status_code)
+            return response
+
     install_console(app, svg=console_svg)
     return ops
+
+
+def _span_route(path: str) -> str | None:
+    """Fixed span names for the broker's routes (a secret path never becomes part of one)."""
+    for prefix, name in (
+        ("/kbs/v1/challenge", "challenge"),
+        ("/kbs/v1/attest", "attest"),
+        ("/kbs/v1/secrets/", "release"),
+        ("/kbs/v1/admin/", "admin"),
+    ):
+        if path == prefix or (prefix.endswith("/") and path.startswith(prefix)):
+            return name
+    return None

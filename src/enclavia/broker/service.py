@@ -22,14 +22,20 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from enclavia.attestation.bundle import AttestationBundle
 from enclavia.broker import tokens
@@ -69,6 +75,7 @@ from enclavia.errors import (
 )
 from enclavia.policy.document import Policy, parse_policy
 from enclavia.policy.rules import cel_claims, check_release, validate_secret_path
+from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
 
 NONCE_LEN: Final = 32
 MAX_SECRET_BYTES: Final = 64 << 10
@@ -784,21 +791,11 @@ class _Timer:
         self.metrics.latency.labels(self.route).observe(time.perf_counter() - self.start)
 
 
-def create_app(service: BrokerService) -> Any:  # noqa: PLR0915 - one closure per route
+def create_app(service: BrokerService) -> FastAPI:  # noqa: PLR0915 - one closure per route
     """The FastAPI application. Blocking work runs in the thread pool; bodies are read raw and bounded."""
-    from contextlib import asynccontextmanager
-
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-    from starlette.responses import Response
-
-    from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> Any:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(service.start)
         yield
         await run_in_threadpool(service.close)
