@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import threading
@@ -106,7 +107,7 @@ def test_admin_api_requires_the_token(client: tuple[TestClient, Harness]) -> Non
 
 
 def test_admin_policy_and_checkpoint(client: tuple[TestClient, Harness]) -> None:
-    c, h = client
+    c, _h = client
     r = c.get("/kbs/v1/admin/policy", headers=ADMIN)
     assert r.status_code == 200 and r.json()["revision"] == 1
     src = r.json()["source"].replace("revision: 1", "revision: 2")
@@ -184,18 +185,14 @@ class _Proxy:
             pass
         finally:
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         self.up = False
         for s in self.conns:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.conns.clear()
 
     def restore(self) -> None:

@@ -1,4 +1,4 @@
-"""Key stores: the file store (dev) and PKCS#11 against SoftHSM2, where the root key never leaves the token."""
+"""Key stores: the file store (dev) and PKCS#11 on SoftHSM2, where the root key never leaves the token."""
 
 from __future__ import annotations
 
