@@ -90,7 +90,12 @@ def chat_model_path() -> Path:
 
 
 def start_served(
-    home: Path, *, embeddings: bool = False, classification: Path | None = None, chat: bool = False
+    home: Path,
+    *,
+    embeddings: bool = False,
+    classification: Path | None = None,
+    chat: bool = False,
+    extra_args: tuple[str, ...] = (),
 ) -> Served:
     from enclavia.cli.core import dev_policy_text
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
@@ -101,7 +106,11 @@ def start_served(
     chat_model = chat_model_path() if chat else None
     manifest = manifest_for(
         EnclaveConfig(
-            model_dir, home / "sim", embeddings=embeddings, classification=classification, chat_model=chat_model
+            model_dir,
+            home / "sim",
+            embeddings=embeddings,
+            classification=classification,
+            chat_model=chat_model,
         ),
         load_models(model_dir),
     )
@@ -122,6 +131,7 @@ def start_served(
         *(["--embeddings"] if embeddings else []),
         *(["--classification", str(classification)] if classification else []),
         *(["--chat-model", str(chat_model)] if chat_model else []),
+        *extra_args,
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -36,6 +36,9 @@ class Kind(IntEnum):
 
 
 STREAM_MORE = 2  # response "ok" byte: a stream piece, more frames follow
+# Exit status of an enclave process that refused to start (configuration: models over the memory limit, an
+# invalid manifest). The host supervisor does not restart it (EX_CONFIG from sysexits.h).
+EXIT_REFUSED = 78
 
 
 class ChannelError(Exception):

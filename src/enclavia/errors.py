@@ -53,7 +53,9 @@ evidence bytes into an exception's arguments.
     │   ├── ForbiddenError                 requester may not do this (tenant, clearance, class action)
     │   ├── EgressDeniedError              destination not on the measured egress allow-list
     │   ├── EgressFailedError              allowed provider unreachable or answered badly: 502
-    │   └── StorageUnavailableError        host blob store unreachable or refused: 503
+    │   ├── StorageUnavailableError        host blob store unreachable or refused: 503
+    │   ├── ModelTooLargeError             models need more memory than the enclave's limit (refused at start)
+    │   └── MemoryExhaustedError           an allocation failed under the memory limit during a request: 503
     ├── BrokerError
     │   ├── TokenInvalidError              attestation token bad, forged, wrong audience or alg
     │   │   ├── TokenExpiredError          past its exp
@@ -358,6 +360,31 @@ class StorageUnavailableError(EnclaveError):
     code = "enclave.storage_unavailable"
     status = 503
     title = "Document store unavailable"
+
+
+class ModelTooLargeError(EnclaveError):
+    """Raised at enclave start, before any model is loaded: the estimated need exceeds the memory limit.
+
+    ``need`` and ``limit`` are byte counts from the operator's configuration and artifact sizes (no request
+    data); the detail names both in MiB.
+    """
+
+    code = "enclave.model_too_large"
+    status = 507
+    title = "Models do not fit in the enclave's memory limit"
+
+    def __init__(self, need: int = 0, limit: int = 0) -> None:
+        self.need, self.limit = need, limit
+        mib = 1 << 20
+        super().__init__(
+            f"needs about {-(-need // mib)} MiB, enclave memory limit is {limit // mib} MiB" if need else None
+        )
+
+
+class MemoryExhaustedError(EnclaveError):
+    code = "enclave.memory_exhausted"
+    status = 503
+    title = "Enclave memory limit reached while serving this request"
 
 
 # --- broker -------------------------------------------------------------------------------------

@@ -127,6 +127,15 @@ def serve(  # noqa: PLR0917 - typer options
     ] = False,
     chat_model: Annotated[Path | None, typer.Option(help="Serve this GGUF chat model (llama.cpp)")] = None,
     chat_threads: Annotated[int, typer.Option(help="llama.cpp threads for chat")] = 1,
+    enclave_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Enclave memory size (512MiB, 2GiB; a bare number is MiB): enforced, checked at start"
+        ),
+    ] = None,
+    enclave_memory_mode: Annotated[
+        str, typer.Option(help="How the simulated enclave holds it: auto, cgroup, rlimit-data, rlimit-as")
+    ] = "auto",
 ) -> None:
     """Start the host API and, as a separate process, the enclave behind one Unix socket."""
     import uvicorn
@@ -154,6 +163,7 @@ def serve(  # noqa: PLR0917 - typer options
         *(["--embeddings"] if embeddings else []),
         *(["--classification", str(classification.resolve())] if classification else []),
         *_chat_args(state_dir, chat, chat_model, chat_threads),
+        *_memory_args(enclave_memory, enclave_memory_mode),
     ]
     from enclavia.host.services import HostServices
 
@@ -165,12 +175,31 @@ def serve(  # noqa: PLR0917 - typer options
         from enclavia.host.kbs import KbsRelay
 
         kbs = KbsRelay(broker, link, supervisor, max_backoff_s=broker_retry_max, metrics=metrics)
-    app = create_app(HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0), kbs, services))
+    app = create_app(
+        HostState(link, supervisor, metrics, TokenBucket(rate=200.0, burst=400.0), kbs, services)
+    )
     elog.get_logger().info("host.started", listen=listen, socket=link.socket_path)
     uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False)
 
 
 # -- client commands -----------------------------------------------------------------------------
+
+
+def _memory_args(size: str | None, mode: str) -> list[str]:
+    from enclavia.enclave.memory import MODES, parse_size
+
+    if mode not in MODES:
+        typer.echo(f"--enclave-memory-mode must be one of {', '.join(MODES)}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    if size is None:
+        return []
+    try:
+        limit = parse_size(size)
+    except ValueError as err:
+        typer.echo(f"--enclave-memory: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    return ["--memory-limit", str(limit), "--memory-mode", mode]
+
 
 def _chat_args(state_dir: Path, bundled: bool, path: Path | None, threads: int) -> list[str]:
     """``--chat`` assembles the bundled GGUF under the state directory; ``--chat-model`` names any file."""
@@ -181,7 +210,6 @@ def _chat_args(state_dir: Path, bundled: bool, path: Path | None, threads: int) 
 
         path = bundled_model_path(state_dir / "models")
     return ["--chat-model", str(path.resolve()), "--chat-threads", str(threads)]
-
 
 
 def _load_client(url: str, policy: Path | None, **kw: Any) -> Any:

@@ -10,15 +10,28 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import Any, NoReturn
 
-from enclavia.enclave.boot import EnclaveConfig, build_enclave
+from enclavia import channel
+from enclavia.enclave import memory
 from enclavia.enclave.hardening import harden
-from enclavia.enclave.server import EnclaveServer
+from enclavia.errors import EnclaviaError, ModelTooLargeError
 from enclavia.observability import logging as elog
-from enclavia.observability.metrics import EnclaveMetrics
 
 
-async def _run(args: argparse.Namespace) -> None:
+def _refuse(log: Any, err: EnclaviaError) -> NoReturn:
+    """Refused at start (configuration, not a crash): the host does not restart a refused enclave."""
+    extra = {"need_bytes": err.need, "limit_bytes": err.limit} if isinstance(err, ModelTooLargeError) else {}
+    log.error("enclave.refused", error_code=err.code, detail=err.detail, **extra)
+    raise SystemExit(channel.EXIT_REFUSED)
+
+
+async def _run(args: argparse.Namespace, enforcement: memory.Enforcement) -> None:
+    # Imported here, after the BLAS/OpenMP pools are pinned (memory.pin_thread_pools) and before any model.
+    from enclavia.enclave.boot import EnclaveConfig, build_enclave
+    from enclavia.enclave.server import EnclaveServer
+    from enclavia.observability.metrics import EnclaveMetrics
+
     log = elog.get_logger()
     config = EnclaveConfig(
         model_dir=Path(args.model_dir),
@@ -32,7 +45,29 @@ async def _run(args: argparse.Namespace) -> None:
     )
     log.info("enclave.starting", tee=config.tee, suite="x25519-sha256-aes256gcm")
     metrics = EnclaveMetrics()
-    enclave = build_enclave(config, metrics, log=log.info, key_id=args.key_id)
+    memory.register_metrics(metrics.registry, enforcement)
+    try:
+        # Checked before any model is loaded: a model that cannot fit is refused here, not killed later.
+        need = memory.check_fits(
+            enforcement,
+            memory.artifacts_for(
+                config.model_dir,
+                embeddings=config.embeddings,
+                classification=config.classification is not None,
+                chat_model=config.chat_model,
+            ),
+        )
+        log.info(
+            "enclave.memory",
+            mechanism=enforcement.mechanism,
+            limit_bytes=enforcement.limit,
+            reason=enforcement.reason,
+            need_bytes=need.counted(enforcement.mechanism),
+            baseline_bytes=need.baseline.rss,
+        )
+        enclave = build_enclave(config, metrics, log=log.info, key_id=args.key_id)
+    except EnclaviaError as err:
+        _refuse(log, err)
     metrics.measurement.labels(enclave.manifest_digest.hex()).set(1)
     if os.path.exists(args.socket):
         os.unlink(args.socket)
@@ -69,13 +104,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--key-id", type=int, default=None, help="OHTTP key id (the host varies it per restart)"
     )
+    parser.add_argument("--memory-limit", type=int, default=None, help="enclave memory size in bytes")
+    parser.add_argument("--memory-mode", default="auto", choices=memory.MODES, help="how the limit is held")
+    memory.pin_thread_pools()  # before numpy, torch or llama.cpp start their thread pools
     args = parser.parse_args(argv)
     elog.configure("enclave")
     report = harden()
-    elog.get_logger().info(
-        "enclave.hardening", dumpable=report.dumpable, netns=report.netns, reason=report.reason
-    )
-    asyncio.run(_run(args))
+    log = elog.get_logger()
+    log.info("enclave.hardening", dumpable=report.dumpable, netns=report.netns, reason=report.reason)
+    try:
+        enforcement = memory.enforce(args.memory_limit, args.memory_mode)
+    except (OSError, ValueError):
+        log.error("enclave.refused", error_code="enclave.memory_limit_unavailable")
+        raise SystemExit(channel.EXIT_REFUSED) from None
+    asyncio.run(_run(args, enforcement))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,13 @@ from typing import Any
 
 from enclavia.crypto.bhttp import Request, Response
 from enclavia.enclave.streaming import StreamedResponse
-from enclavia.errors import BadRequestError, EnclaviaError, NotFoundError, PayloadTooLargeError
+from enclavia.errors import (
+    BadRequestError,
+    EnclaviaError,
+    MemoryExhaustedError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 from enclavia.inference.embeddings import MODEL_ID, EmbeddingModel, parse_inputs
 from enclavia.inference.linear import LinearClassifier
 from enclavia.observability.anomaly import UsageMonitor, current_tenant
@@ -53,6 +59,11 @@ class InnerApp:
         except EnclaviaError as err:
             resp = _problem_response(err)
             outcome, code = "error", err.code
+        except MemoryError:
+            # An allocation failed under the enclave's memory limit (enclavia.enclave.memory): this request
+            # fails with a stable code; the process and other requests carry on.
+            resp = _problem_response(MemoryExhaustedError())
+            outcome, code = "error", MemoryExhaustedError.code
         tenant = current_tenant.get()
         current_tenant.reset(tenant_token)
         if self.usage is not None and tenant is not None:

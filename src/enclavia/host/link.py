@@ -105,6 +105,7 @@ class Supervisor:
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: bool = False
     _key_id_base: int = field(default_factory=lambda: secrets.randbelow(256))
+    refused: bool = False  # the enclave exited with channel.EXIT_REFUSED: configuration, not restarted
 
     def command(self) -> list[str]:
         # A different OHTTP key id after each restart, so stale clients get UnknownKeyIdError and re-attest.
@@ -122,7 +123,16 @@ class Supervisor:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self._ready.wait(), self.ready_timeout)
+        ready = asyncio.create_task(self._ready.wait())
+        await asyncio.wait(
+            {ready, self._task}, timeout=self.ready_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if self.refused:
+            ready.cancel()
+            raise EnclaveUnavailableError("enclave refused to start (see its enclave.refused event)")
+        if not ready.done():
+            ready.cancel()
+            raise TimeoutError("enclave not ready")
 
     async def _spawn(self) -> None:
         log = get_logger()
@@ -156,6 +166,10 @@ class Supervisor:
             self._ready.clear()
             self.link.reset()
             if self._stopping:
+                return
+            if rc == channel.EXIT_REFUSED:
+                self.refused = True
+                log.info("host.enclave_exited", returncode=rc, restarts=self.restarts)
                 return
             self.restarts += 1
             self.metrics.enclave_restarts.inc()
