@@ -109,8 +109,10 @@ def app_from_env() -> Any:
     from enclavia.broker.service import BrokerConfig, BrokerService, create_app
     from enclavia.broker.store import redact_url
     from enclavia.observability import logging as elog
+    from enclavia.observability.trace import configure_tracing
 
     elog.configure("broker")
+    configure_tracing("broker")
     log = elog.get_logger()
     policy_file = os.environ.get("ENCLAVIA_BROKER_POLICY_FILE")
     config = BrokerConfig(

@@ -144,12 +144,14 @@ def serve(  # noqa: PLR0917 - typer options
     from enclavia.host.link import EnclaveLink, Supervisor
     from enclavia.host.ratelimit import TokenBucket
     from enclavia.observability import logging as elog
+    from enclavia.observability.trace import configure_tracing
     from enclavia.observability.metrics import HostMetrics
 
     state_dir = state or paths.state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
     host, _, port = listen.rpartition(":")
     elog.configure("host")
+    configure_tracing("host")
     metrics = HostMetrics()
     link = EnclaveLink(str((state_dir / "enclave.sock").resolve()))
     sim = (state_dir / "sim").resolve()

@@ -31,6 +31,7 @@ from enclavia.errors import (
     UnknownKeyIdError,
     error_for_code,
 )
+from enclavia.observability.trace import route_label, trace_headers, traced
 from enclavia.policy.document import Policy, load_policy
 
 NONCE_LEN = 32
@@ -79,6 +80,7 @@ class Client:
 
     # -- attestation ---------------------------------------------------------------------------
 
+    @traced("enclavia.client.attest")
     def attest(self, nonce: bytes | None = None) -> VerifiedEnclave:
         nonce = nonce if nonce is not None else secrets.token_bytes(NONCE_LEN)
         resp = self._get(f"/v1/attestation?nonce={nonce.hex()}")
@@ -105,6 +107,7 @@ class Client:
 
     # -- requests ------------------------------------------------------------------------------
 
+    @traced("enclavia.client.request", lambda _, __, path, *a, **k: {"enclavia.route": route_label(path)})
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """Send one inner request; re-attest once and retry once if the key config went stale."""
         try:
@@ -252,14 +255,16 @@ class Client:
 
     def _get(self, path: str) -> httpx.Response:
         try:
-            return self._http.get(self.url + path)
+            return self._http.get(self.url + path, headers=trace_headers())
         except httpx.HTTPError:
             raise TransportError() from None
 
     def _post(self, path: str, content: bytes) -> httpx.Response:
         try:
             return self._http.post(
-                self.url + path, content=content, headers={"content-type": REQUEST_MEDIA_TYPE}
+                self.url + path,
+                content=content,
+                headers={"content-type": REQUEST_MEDIA_TYPE, **trace_headers()},
             )
         except httpx.HTTPError:
             raise TransportError() from None

@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     memory.pin_thread_pools()  # before numpy, torch or llama.cpp start their thread pools
     args = parser.parse_args(argv)
     elog.configure("enclave")
+    from enclavia.observability.trace import configure_tracing
+
+    configure_tracing("enclave")
     report = harden()
     log = elog.get_logger()
     log.info("enclave.hardening", dumpable=report.dumpable, netns=report.netns, reason=report.reason)

@@ -21,6 +21,7 @@ from enclavia.inference.embeddings import MODEL_ID, EmbeddingModel, parse_inputs
 from enclavia.inference.linear import LinearClassifier
 from enclavia.observability.anomaly import UsageMonitor, current_tenant
 from enclavia.observability.metrics import EnclaveMetrics
+from enclavia.observability.trace import set_span_attributes
 from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
 
 JSON = "application/json"
@@ -68,6 +69,7 @@ class InnerApp:
         current_tenant.reset(tenant_token)
         if self.usage is not None and tenant is not None:
             self.usage.observe(tenant, len(req.content))
+        set_span_attributes(enclavia__route=route, http__status_code=resp.status)
         elapsed = time.perf_counter() - start
         self.metrics.requests.labels(route, outcome).inc()
         self.metrics.latency.labels(route, outcome).observe(elapsed)

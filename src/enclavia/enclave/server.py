@@ -15,7 +15,15 @@ from enclavia.attestation.bundle import parse_nonce_hex
 from enclavia.enclave.core import Enclave
 from enclavia.errors import CryptoError, EnclaviaError, EvidenceFormatError
 from enclavia.observability.metrics import EnclaveMetrics
-from enclavia.observability.trace import parse_traceparent
+from enclavia.observability.trace import parse_traceparent, span
+
+# Frames that get a span (health checks and metric scrapes do not).
+TRACED_FRAMES: dict[int, str] = {
+    channel.Kind.GATEWAY: "gateway",
+    channel.Kind.ATTEST: "attest",
+    channel.Kind.BROKER_ATTEST: "broker_attest",
+    channel.Kind.INSTALL_SECRET: "install_secret",
+}
 
 LogFn = Callable[..., Any]
 
@@ -40,13 +48,23 @@ class EnclaveServer:
 
                     await serve_stream(self, frame, writer)
                     continue
-                ok, code, body = self._dispatch(frame)
+                ok, code, body = self._dispatch_traced(frame)
                 writer.write(channel.encode(1 if ok else 0, code.encode(), body))
                 await writer.drain()
         except (channel.ChannelError, ConnectionError):
             pass
         finally:
             writer.close()
+
+    def _dispatch_traced(self, frame: channel.Frame) -> tuple[bool, str, bytes]:
+        name = TRACED_FRAMES.get(frame.kind)
+        if name is None:
+            return self._dispatch(frame)
+        tp = parse_traceparent(frame.meta.decode("ascii", "replace"))
+        with span(f"enclavia.enclave.{name}", traceparent=tp, server=True, enclavia__frame=name) as current:
+            ok, code, body = self._dispatch(frame)
+            current.set_attribute("enclavia.outcome", code or "ok")
+            return ok, code, body
 
     def _dispatch(self, frame: channel.Frame) -> tuple[bool, str, bytes]:
         traceparent = parse_traceparent(frame.meta.decode("ascii", "replace"))

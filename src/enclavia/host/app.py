@@ -25,6 +25,7 @@ from enclavia.host.kbs import KbsRelay
 from enclavia.host.link import EnclaveLink, Supervisor
 from enclavia.host.ratelimit import TokenBucket
 from enclavia.host.services import HostServices
+from enclavia.host.tracing import traced_call
 from enclavia.observability.logging import get_logger
 from enclavia.observability.metrics import HostMetrics
 from enclavia.observability.trace import new_traceparent, parse_traceparent
@@ -143,7 +144,7 @@ async def _relay(
     tp = parse_traceparent(request.headers.get("traceparent")) or new_traceparent()
     start = time.perf_counter()
     try:
-        out = await state.link.call(kind, body, tp)
+        out = await traced_call(state.link, kind, body, tp, route)
         resp = Response(out, media_type=media, headers={"cache-control": "no-store", "traceparent": tp})
         outcome = "ok"
     except EnclaviaError as err:

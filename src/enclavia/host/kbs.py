@@ -29,6 +29,7 @@ from enclavia.errors import EnclaviaError, TransportError, error_for_code
 from enclavia.host.link import EnclaveLink, Supervisor
 from enclavia.observability.logging import get_logger
 from enclavia.observability.metrics import HostMetrics
+from enclavia.observability.trace import current_traceparent, span, trace_headers
 
 
 class BrokerRefusedError(EnclaviaError):
@@ -92,7 +93,8 @@ class KbsRelay:
             self._done.clear()
             self.attempts += 1
             try:
-                count = await self.release_once()
+                with span("enclavia.host.kbs_release", enclavia__stage="release"):
+                    count = await self.release_once()
             except EnclaviaError as err:
                 if self.metrics is not None:
                     self.metrics.kbs_attempts.labels(err.code).inc()
@@ -120,6 +122,7 @@ class KbsRelay:
 
     async def _broker(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         assert self._client is not None
+        kwargs["headers"] = {**kwargs.get("headers", {}), **trace_headers()}
         try:
             resp = await self._client.request(method, path, **kwargs)
         except httpx.HTTPError:
@@ -140,7 +143,8 @@ class KbsRelay:
         nonce = challenge.get("nonce")
         if not isinstance(nonce, str):
             raise BrokerRefusedError()
-        reply = json.loads(await self.link.call(channel.Kind.BROKER_ATTEST, nonce.encode("ascii")))
+        tp = current_traceparent() or ""
+        reply = json.loads(await self.link.call(channel.Kind.BROKER_ATTEST, nonce.encode("ascii"), tp))
         wanted = reply.get("secrets") or []
         if not wanted:
             return 0
@@ -154,5 +158,5 @@ class KbsRelay:
             release = await self._broker(
                 "GET", f"/kbs/v1/secrets/{path}", params={"version": str(item["version"])}, headers=headers
             )
-            await self.link.call(channel.Kind.INSTALL_SECRET, json.dumps(release).encode())
+            await self.link.call(channel.Kind.INSTALL_SECRET, json.dumps(release).encode(), tp)
         return len(wanted)
