@@ -181,3 +181,159 @@ def make_harness(
     service = BrokerService(config, clock=clock, keystore=FileKeyStore(tmp_path / "root.key"))
     assert service.start()
     return Harness(service=service, clock=clock, platform=platform, enclave=enclave, db_url=db_url)
+
+
+# -- real processes (integration tests) ---------------------------------------------------------
+
+
+@dataclass
+class BrokerProc:
+    url: str
+    port: int
+    proc: Any
+    log_path: Path
+    db_url: str
+    keystore: str
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def cli_env(home: Path, broker_url: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "ENCLAVIA_HOME": str(home), "ENCLAVIA_BROKER_ADMIN_TOKEN": ADMIN_TOKEN}
+    if broker_url:
+        env["ENCLAVIA_BROKER_URL"] = broker_url
+    return env
+
+
+def run_cli(home: Path, *args: str, broker_url: str | None = None) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "enclavia.cli.main", *args],
+        env=cli_env(home, broker_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def start_broker(
+    home: Path,
+    db_url: str,
+    policy: str | None,
+    *,
+    port: int | None = None,
+    wait: bool = True,
+    keystore: str | None = None,
+) -> BrokerProc:
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.support import free_port
+
+    port = port or free_port()
+    keystore = keystore or f"file:{home / 'broker-root.key'}"
+    log_path = home / f"broker-{port}.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "enclavia.cli.main",
+        "broker",
+        "serve",
+        "--db",
+        db_url,
+        "--keystore",
+        keystore,
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--checkpoint-every",
+        "16",
+    ]
+    if policy is not None:
+        (home / "broker-policy.yaml").write_text(policy)
+        cmd += ["--policy", str(home / "broker-policy.yaml")]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(cmd, env=cli_env(home), stdout=log, stderr=subprocess.STDOUT)
+    b = BrokerProc(f"http://127.0.0.1:{port}", port, proc, log_path, db_url, keystore)
+    if wait:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("broker exited:\n" + b.logs()[-3000:])
+            try:
+                if httpx.get(b.url + "/healthz", timeout=1.0).status_code == 200:
+                    return b
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("broker not healthy:\n" + b.logs()[-3000:])
+    return b
+
+
+def start_served_with_broker(home: Path, model_dir: Path, broker_url: str) -> Any:
+    """`enclavia serve --broker URL` as a real process (host + separate enclave), like tests.support."""
+    import subprocess
+    import sys
+
+    from tests.support import Served, free_port
+
+    port = free_port()
+    log_path = home / "serve.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "enclavia.cli.main",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--model-dir",
+        str(model_dir),
+        "--state-dir",
+        str(home),
+        "--broker",
+        broker_url,
+        "--broker-retry-max",
+        "1",
+    ]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=cli_env(home), stdout=log, stderr=subprocess.STDOUT)
+    served = Served(
+        url=f"http://127.0.0.1:{port}",
+        home=home,
+        proc=proc,
+        log_path=log_path,
+        policy_text="",
+        platform_key=b"",
+    )
+    served.wait_healthy()
+    return served
+
+
+def enclave_dev_policy(home: Path, model_dir: Path, *, revision: int = 1, secrets_yaml: str = "") -> str:
+    """The dev policy for the enclave `enclavia serve` will start from model_dir (sealed or not)."""
+    from enclavia.cli.core import dev_policy_text
+    from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
+    from enclavia.tee.simulated import init_platform_key
+
+    pub = init_platform_key(home / "sim")
+    manifest = manifest_for(EnclaveConfig(model_dir, home / "sim"), load_models(model_dir))
+    text = dev_policy_text(manifest.digest().hex(), pub.hex())
+    return text.replace("revision: 1\n", f"revision: {revision}\n") + secrets_yaml
