@@ -18,6 +18,7 @@ TOPICS = [
     "enclavia.cli.pii",
     "enclavia.cli.release",
     "enclavia.cli.chat",
+    "enclavia.cli.fit",
 ]
 
 for _name in TOPICS:

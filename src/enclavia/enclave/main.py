@@ -26,7 +26,7 @@ def _refuse(log: Any, err: EnclaviaError) -> NoReturn:
     raise SystemExit(channel.EXIT_REFUSED)
 
 
-async def _run(args: argparse.Namespace, enforcement: memory.Enforcement) -> None:
+async def _run(args: argparse.Namespace) -> None:
     # Imported here, after the BLAS/OpenMP pools are pinned (memory.pin_thread_pools) and before any model.
     from enclavia.enclave.boot import EnclaveConfig, build_enclave
     from enclavia.enclave.server import EnclaveServer
@@ -45,11 +45,13 @@ async def _run(args: argparse.Namespace, enforcement: memory.Enforcement) -> Non
     )
     log.info("enclave.starting", tee=config.tee, suite="x25519-sha256-aes256gcm")
     metrics = EnclaveMetrics()
-    memory.register_metrics(metrics.registry, enforcement)
+    limit, mode = args.memory_limit, args.memory_mode
+    need: memory.Need | None = None
     try:
-        # Checked before any model is loaded: a model that cannot fit is refused here, not killed later.
+        # Checked before the limit applies and before any model loads: a model that cannot fit is refused
+        # here (the enclave's own code, loaded above, is the measured baseline), not killed later.
         need = memory.check_fits(
-            enforcement,
+            memory.planned(limit, mode),
             memory.artifacts_for(
                 config.model_dir,
                 embeddings=config.embeddings,
@@ -57,6 +59,11 @@ async def _run(args: argparse.Namespace, enforcement: memory.Enforcement) -> Non
                 chat_model=config.chat_model,
             ),
         )
+        try:
+            enforcement = memory.enforce(limit, mode)
+        except (OSError, ValueError):
+            log.error("enclave.refused", error_code="enclave.memory_limit_unavailable")
+            raise SystemExit(channel.EXIT_REFUSED) from None
         log.info(
             "enclave.memory",
             mechanism=enforcement.mechanism,
@@ -65,9 +72,13 @@ async def _run(args: argparse.Namespace, enforcement: memory.Enforcement) -> Non
             need_bytes=need.counted(enforcement.mechanism),
             baseline_bytes=need.baseline.rss,
         )
+        memory.register_metrics(metrics.registry, enforcement)
         enclave = build_enclave(config, metrics, log=log.info, key_id=args.key_id)
     except EnclaviaError as err:
         _refuse(log, err)
+    except MemoryError:
+        # Loading needed more than estimated on this machine: still refused at start, never mid-request.
+        _refuse(log, ModelTooLargeError(0, limit or 0))
     metrics.measurement.labels(enclave.manifest_digest.hex()).set(1)
     if os.path.exists(args.socket):
         os.unlink(args.socket)
@@ -115,12 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     report = harden()
     log = elog.get_logger()
     log.info("enclave.hardening", dumpable=report.dumpable, netns=report.netns, reason=report.reason)
-    try:
-        enforcement = memory.enforce(args.memory_limit, args.memory_mode)
-    except (OSError, ValueError):
-        log.error("enclave.refused", error_code="enclave.memory_limit_unavailable")
-        raise SystemExit(channel.EXIT_REFUSED) from None
-    asyncio.run(_run(args, enforcement))
+    asyncio.run(_run(args))
 
 
 if __name__ == "__main__":

@@ -194,6 +194,17 @@ def enforce(limit: int | None, mode: str = "auto", cgroup_parent: str | None = N
     return Enforcement("rlimit_as" if mode == "rlimit-as" else "rlimit_data", limit, reason)
 
 
+def planned(limit: int | None, mode: str = "auto") -> Enforcement:
+    """The limit as the start check counts it, before it is applied (no side effects). A cgroup counts
+    resident memory, which the check already takes as the larger of resident and private, as for the data
+    rlimit; only the address-space mode counts differently."""
+    if mode not in MODES:
+        raise ValueError("unknown memory enforcement mode")
+    if not limit:
+        return NO_LIMIT
+    return Enforcement("rlimit_as" if mode == "rlimit-as" else "rlimit_data", limit, "planned")
+
+
 def pin_thread_pools(env: dict[str, str] | None = None) -> None:
     """One BLAS/OpenMP thread unless configured: must run before numpy or torch is imported."""
     target = os.environ if env is None else env
