@@ -128,21 +128,35 @@ def register_model_key(broker_url: str, dek: bytes) -> None:
     )
 
 
-def policy_text(model_dir: Path, sim_dir: Path, *, revision: int = 1) -> str:
+def policy_text(measurement_hex: str, sim_dir: Path, *, revision: int = 1) -> str:
+    """A dev policy for this measurement and simulated platform key, releasing models/* to it."""
     from enclavia.cli.core import dev_policy_text
-    from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
-    from enclavia.tee.simulated import init_platform_key, load_platform_key
+    from enclavia.tee.simulated import load_platform_key
 
-    if not (sim_dir / "platform_key.pem").exists():
-        init_platform_key(sim_dir)
-    manifest = manifest_for(EnclaveConfig(model_dir, sim_dir), load_models(model_dir))
-    text = dev_policy_text(manifest.digest().hex(), load_platform_key(sim_dir).public_bytes.hex())
+    text = dev_policy_text(measurement_hex, load_platform_key(sim_dir).public_bytes.hex())
     text = text.replace("revision: 1\n", f"revision: {revision}\n")
     return text + "secrets:\n  - path: models/*\n    allow: [local-build]\n"
 
 
-def start_host(home: Path, model_dir: Path, broker_url: str, *, env: dict[str, str] | None = None) -> Served:
-    """`enclavia serve --broker URL`; returns once the enclave is up and holds its secrets."""
+def served_measurement(url: str) -> str:
+    """The measurement the running enclave reports. Tests take it from the enclave rather than recomputing
+    it, so an edit to a measured file elsewhere in the tree during the run cannot make them disagree."""
+    import secrets
+
+    bundle = httpx.get(f"{url}/v1/attestation?nonce={secrets.token_hex(32)}", timeout=30).json()
+    from enclavia.attestation.manifest import parse_manifest
+
+    return parse_manifest(bundle["manifest"]).digest().hex()
+
+
+def start_host(
+    home: Path, model_dir: Path, broker_url: str, *, env: dict[str, str] | None = None, secrets: bool = True
+) -> Served:
+    """`enclavia serve --broker URL`; returns once the enclave is up (and holds its secrets, by default)."""
+    from enclavia.tee.simulated import init_platform_key
+
+    if not (home / "sim" / "platform_key.pem").exists():
+        init_platform_key(home / "sim")
     port = free_port()
     log_path = home / f"serve-{port}.log"
     cmd = [
@@ -167,11 +181,12 @@ def start_host(home: Path, model_dir: Path, broker_url: str, *, env: dict[str, s
         home=home,
         proc=proc,
         log_path=log_path,
-        policy_text=(home / "policy.yaml").read_text(),
+        policy_text="",
         platform_key=b"",
     )
     served.wait_healthy()
-    wait_secrets(served)
+    if secrets:
+        wait_secrets(served)
     return served
 
 
@@ -213,12 +228,14 @@ def start_deployment(home: Path) -> Deployment:
     host_home = home / "host"
     host_home.mkdir(parents=True, exist_ok=True)
     model_dir, dek = sealed_model_dir(host_home)
-    text = policy_text(model_dir, host_home / "sim")
-    (host_home / "policy.yaml").write_text(text)
     db_url = f"sqlite:///{home / 'broker.db'}"
-    broker = start_broker(home / "broker", db_url, policy=host_home / "policy.yaml", env=env)
+    broker = start_broker(home / "broker", db_url, env=env)
     register_model_key(broker.url, dek)
-    host = start_host(host_home, model_dir, broker.url, env=env)
+    host = start_host(host_home, model_dir, broker.url, env=env, secrets=False)
+    text = policy_text(served_measurement(host.url), host_home / "sim")
+    admin(broker.url, "PUT", "/kbs/v1/admin/policy", json={"policy": text, "expected_revision": 0})
+    host.policy_text = text
+    wait_secrets(host)
     return Deployment(home, broker, host, model_dir, db_url, text, trace_dir)
 
 

@@ -73,9 +73,12 @@ def test_spans_link_client_host_enclave_and_broker_without_content(deployment: D
     assert 200 in statuses and 404 in statuses and 400 in statuses
 
     # Key release: host relay -> enclave (bundle bound to the broker's challenge) -> broker, one trace.
+    # (Attempts before the policy was installed failed: their spans say why, by code.)
     kbs = [s for s in server_spans if s["name"] == "enclavia.host.kbs_release"]
-    assert kbs
-    same = [s for s in server_spans if s["trace_id"] == kbs[0]["trace_id"]]
+    assert kbs[-1]["status"] == "UNSET"
+    assert all(k["attributes"]["enclavia.outcome"] == "policy.measurement_not_allowed" for k in kbs[:-1])
+    root = kbs[-1]
+    same = [s for s in server_spans if s["trace_id"] == root["trace_id"]]
     names = {s["name"] for s in same}
     assert {
         "enclavia.broker.challenge",
@@ -87,11 +90,102 @@ def test_spans_link_client_host_enclave_and_broker_without_content(deployment: D
     services = {s["service"] for s in same}
     assert services == {"enclavia-host", "enclavia-enclave", "enclavia-broker"}
     for s in same:
-        if s is not kbs[0]:
-            assert s["parent_span_id"] == kbs[0]["span_id"]
+        if s is not root:
+            assert s["parent_span_id"] == root["span_id"]
         assert set(s["attributes"]) <= {
             "enclavia.route", "enclavia.outcome", "enclavia.frame", "enclavia.stage", "http.status_code",
             "enclavia.bytes_in", "enclavia.bytes_out",
         }  # fmt: skip
     # The secret path never appears (only the fixed route name "release").
     assert "models/" not in json.dumps(same)
+
+
+def _deployment_yaml(d: Deployment, path: Path) -> Path:
+    path.write_text(
+        "name: clinical-risk (test)\n"
+        "tee: simulated\n"
+        "classification: default\n"
+        "clients: [EHR integration]\n"
+        f"hosts:\n  - {{name: host-a, url: '{d.host.url}'}}\n"
+        f"broker: {{url: '{d.broker.url}', replicas: 1, store: sqlite}}\n"
+    )
+    return path
+
+
+def test_auditor_report_renders_signs_and_lands_in_the_ledger(
+    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import subprocess
+
+    import httpx
+    from typer.testing import CliRunner
+
+    from enclavia.cli.main import app
+    from tests.ops_support import ADMIN_TOKEN
+
+    runner = CliRunner()
+    monkeypatch.setenv("ENCLAVIA_BROKER_ADMIN_TOKEN", ADMIN_TOKEN)
+    d = deployment
+    # A denial to report: a release without a token.
+    assert httpx.get(d.broker.url + "/kbs/v1/secrets/models/clinical-risk", timeout=10).status_code == 401
+    key = tmp_path / "report.key"
+    assert runner.invoke(app, ["evidence", "keygen", "--out", str(key)]).exit_code == 0
+    out = tmp_path / "report"
+    dep = _deployment_yaml(d, tmp_path / "dep.yaml")
+    result = runner.invoke(
+        app,
+        ["evidence", "report", "--out", str(out), "--deployment", str(dep), "--signing-key", str(key),
+         "--db", d.db_url],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "enclaves verified, ledger verified" in result.output
+        and "appended to the audit ledger" in result.output
+    )
+    html = (out / "report.html").read_text()
+    evidence = json.loads((out / "evidence.json").read_text())
+    host = evidence["hosts"][0]
+    assert host["attested"] and host["measurement"][:24] in html
+    assert evidence["ledger_independent"]["ok"] and evidence["broker"]["ledger"]["verification"]["ok"]
+    assert "<svg" in html and "Data flow: clinical-risk (test)" in html
+    needles = (
+        "164.312(a)(2)(iv)", "164.312(b)", "164.312(e)", "PCI DSS 4.0", "Req. 3", "Req. 10", "CC6", "CC7",
+        "Not protected", "Side channels", "broker.token_invalid", "Policy history", "Simulated TEE",
+    )  # fmt: skip
+    for needle in needles:
+        assert needle in html, needle
+    assert CANARY not in html
+
+    pub = (key.with_name("report.key.pub")).read_text().strip()
+    ok = runner.invoke(app, ["evidence", "verify", str(out), "--public-key", pub, "--broker", d.broker.url])
+    assert ok.exit_code == 0 and "in the audit ledger at seq" in ok.output, ok.output
+    receipt = json.loads((out / "ledger-receipt.json").read_text())
+    assert receipt["seq"] > evidence["broker"]["ledger"]["height"]
+    # The ledger, with the report's record in it, still verifies.
+    audit = runner.invoke(app, ["audit", "verify", "--db", d.db_url])
+    assert audit.exit_code == 0, audit.output
+
+    # Tampering: any byte of a signed file, or the manifest, or another signer's key.
+    original = (out / "report.html").read_bytes()
+    (out / "report.html").write_bytes(original.replace(b"verified", b"verifieD", 1))
+    bad = runner.invoke(app, ["evidence", "verify", str(out), "--public-key", pub])
+    assert bad.exit_code == 1 and "report.html was modified" in bad.output
+    (out / "report.html").write_bytes(original)
+    manifest = (out / "MANIFEST.json").read_bytes()
+    (out / "MANIFEST.json").write_bytes(manifest.replace(b'"deployment"', b'"deploymenT"'))
+    bad = runner.invoke(app, ["evidence", "verify", str(out), "--public-key", pub])
+    assert bad.exit_code == 1 and "signature does not verify" in bad.output
+    (out / "MANIFEST.json").write_bytes(manifest)
+    bad = runner.invoke(app, ["evidence", "verify", str(out), "--public-key", "11" * 32])
+    assert bad.exit_code == 1
+
+    # The PDF renders (first page to PNG, kept beside the report for a look).
+    pdftoppm = shutil.which("pdftoppm")
+    assert pdftoppm, "pdftoppm missing: install Debian's poppler-utils (.ci/run does)"
+    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    subprocess.run(
+        [pdftoppm, "-png", "-r", "60", str(out / "report.pdf"), str(tmp_path / "page")], check=True
+    )
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 3 and pages[0].stat().st_size > 10_000

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import yaml
+from fastapi import Request
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, func, select
@@ -506,7 +507,6 @@ def install(
     app: FastAPI, service: BrokerService, *, view: OpsView | None = None, console_svg: str | None = None
 ) -> OpsView:
     """Add the ops collector to the broker's registry and the admin routes (and console) to ``app``."""
-    from fastapi import Request
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import Response
 

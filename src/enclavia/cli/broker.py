@@ -133,8 +133,18 @@ def app_from_env() -> Any:
     from enclavia.broker.ops import install
 
     app = create_app(service)
-    install(app, service)
+    install(app, service, console_svg=_console_svg())
     return app
+
+
+def _console_svg() -> str | None:
+    """The data-flow picture for the console, from ENCLAVIA_DEPLOYMENT (a deployment YAML), if set."""
+    deployment = os.environ.get("ENCLAVIA_DEPLOYMENT")
+    if not deployment:
+        return None
+    from enclavia.evidence.dataflow import deployment_svg
+
+    return deployment_svg(Path(deployment))
 
 
 # -- admin API client ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ TOPICS = [
     "enclavia.cli.verify",
     "enclavia.cli.pii",
     "enclavia.cli.release",
+    "enclavia.cli.evidence",
     "enclavia.cli.chat",
     "enclavia.cli.fit",
 ]

@@ -1,0 +1,142 @@
+"""Compliance evidence: `enclavia evidence report|verify|keygen|diagram`.
+
+The admin token comes from ``ENCLAVIA_BROKER_ADMIN_TOKEN`` or ``--admin-token-file`` (never the command line).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from enclavia.cli.broker import ENV_URL, BrokerUrl, TokenFile, _admin_token
+from enclavia.errors import EnclaviaError
+
+evidence_app = typer.Typer(no_args_is_help=True, help="Auditor's report and data-flow diagram.")
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(evidence_app, name="evidence")
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+@evidence_app.command("keygen")
+def keygen(
+    out: Annotated[Path, typer.Option(help="Private key file (PKCS#8 PEM, 0600); OUT.pub gets the hex key")],
+    force: bool = False,
+) -> None:
+    """Make the Ed25519 key that signs auditor's reports."""
+    from enclavia.release.keys import write_keypair
+
+    try:
+        pub = write_keypair(out, force=force)
+    except FileExistsError:
+        _fail(f"{out} exists (use --force)", EXIT_USAGE)
+        return
+    typer.echo(f"report signing key: {out}; public key {pub.hex()}")
+
+
+@evidence_app.command("diagram")
+def diagram(
+    deployment: Annotated[Path, typer.Option(help="Deployment config (YAML)")],
+    out: Annotated[Path, typer.Option(help="SVG file to write")] = Path("dataflow.svg"),
+) -> None:
+    """Draw the data-flow diagram (SVG) from the deployment config and its classification manifest."""
+    from enclavia.evidence.dataflow import deployment_svg
+
+    out.write_text(deployment_svg(deployment), encoding="utf-8")
+    typer.echo(f"wrote {out}")
+
+
+@evidence_app.command("report")
+def report(  # noqa: PLR0917 - typer maps every option to a parameter
+    out: Annotated[Path, typer.Option(help="Output directory")],
+    deployment: Annotated[Path, typer.Option(help="Deployment config (YAML)")],
+    signing_key: Annotated[Path, typer.Option(help="Ed25519 report signing key (enclavia evidence keygen)")],
+    broker: BrokerUrl = None,
+    admin_token_file: TokenFile = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="Client policy to attest the hosts with (default: the broker's)")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Broker database: verify the ledger independently too")
+    ] = None,
+    broker_public_key: Annotated[
+        str | None, typer.Option(help="Pin the broker's Ed25519 key (hex or file) for that verification")
+    ] = None,
+    pdf: Annotated[bool, typer.Option(help="Also write report.pdf")] = True,
+    append: Annotated[
+        bool, typer.Option(help="Append the report's digest to the broker's audit ledger")
+    ] = True,
+) -> None:
+    """Collect evidence from the live deployment, write the signed report, append its digest to the ledger."""
+    import os
+
+    from enclavia.evidence.dataflow import load_deployment
+    from enclavia.evidence.report import Sources, append_to_ledger, collect, manifest_digest, write_report
+    from enclavia.release.keys import load_public_key, load_signing_key
+
+    dep = load_deployment(deployment)
+    broker_url = broker or os.environ.get(ENV_URL) or dep.broker_url
+    token = _admin_token(admin_token_file, required=broker_url is not None)
+    sources = Sources(
+        deployment=dep,
+        broker_url=broker_url,
+        admin_token=token,
+        policy_text=policy.read_text(encoding="utf-8") if policy else None,
+        db_url=db,
+        broker_public_key=load_public_key(broker_public_key) if broker_public_key else None,
+    )
+    try:
+        evidence = collect(sources)
+    except EnclaviaError as err:
+        _fail(f"FAILED: {err.code} {err.detail or ''}".strip())
+        return
+    write_report(evidence, dep, out, load_signing_key(signing_key), pdf=pdf)
+    status = evidence["status"]
+    typer.echo(
+        f"wrote {out}/report.html{' and report.pdf' if pdf else ''}; enclaves "
+        f"{'verified' if status['enclaves_ok'] else 'NOT ALL VERIFIED'}, ledger "
+        f"{'verified' if status['ledger_ok'] else 'FAILED'}; manifest sha256 {manifest_digest(out)}"
+    )
+    if append and broker_url and token:
+        try:
+            receipt = append_to_ledger(out, broker_url, token)
+        except EnclaviaError as err:
+            _fail(f"FAILED to append to the ledger: {err.detail or err.code}")
+            return
+        typer.echo(f"appended to the audit ledger at seq {receipt['seq']}")
+
+
+@evidence_app.command("verify")
+def verify(
+    directory: Path,
+    public_key: Annotated[str, typer.Option(help="Report signer's Ed25519 public key (hex or file)")],
+    broker: BrokerUrl = None,
+    admin_token_file: TokenFile = None,
+) -> None:
+    """Check the report's signature and files; with --broker, also that the ledger holds its digest."""
+    from enclavia.evidence.report import ReportVerificationError, ledger_has_report, verify_report
+    from enclavia.release.keys import load_public_key
+
+    try:
+        manifest = verify_report(directory, load_public_key(public_key))
+        line = f"OK signed by {manifest['signer']['kid']}, {len(manifest['files'])} file(s) intact"
+        if broker:
+            token = _admin_token(admin_token_file) or ""
+            found = ledger_has_report(directory, broker, token)
+            line += f"; in the audit ledger at seq {found['seq']}"
+    except ReportVerificationError as err:
+        _fail(f"FAILED: {err.detail}")
+        return
+    typer.echo(line)
+    typer.echo(json.dumps({"generated_at": manifest["generated_at"], "deployment": manifest["deployment"]}))
