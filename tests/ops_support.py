@@ -67,8 +67,14 @@ def wait_for(url: str, proc: Proc, timeout: float = 60.0) -> None:
 
 
 def start_broker(
-    home: Path, db_url: str, *, policy: Path | None = None, env: dict[str, str] | None = None
+    home: Path,
+    db_url: str,
+    *,
+    policy: Path | None = None,
+    env: dict[str, str] | None = None,
+    keystore: Path | None = None,
 ) -> Proc:
+    """One broker replica; replicas of one deployment share ``db_url`` and the ``keystore`` file."""
     home.mkdir(parents=True, exist_ok=True)
     token_file = home / "admin-token"
     token_file.write_text(ADMIN_TOKEN)
@@ -82,7 +88,7 @@ def start_broker(
         "--db",
         db_url,
         "--keystore",
-        f"file:{home / 'broker-root.key'}",
+        f"file:{keystore or home / 'broker-root.key'}",
         "--listen",
         f"127.0.0.1:{port}",
         "--admin-token-file",

@@ -136,6 +136,13 @@ def serve(  # noqa: PLR0917 - typer options
     enclave_memory_mode: Annotated[
         str, typer.Option(help="How the simulated enclave holds it: auto, cgroup, rlimit-data, rlimit-as")
     ] = "auto",
+    enclave_socket: Annotated[
+        Path | None,
+        typer.Option(
+            help="Use an enclave started elsewhere behind this socket (AWS Nitro: the vsock relay, "
+            "deploy/nitro); the host does not start or restart it"
+        ),
+    ] = None,
 ) -> None:
     """Start the host API and, as a separate process, the enclave behind one Unix socket."""
     import uvicorn
@@ -153,7 +160,7 @@ def serve(  # noqa: PLR0917 - typer options
     elog.configure("host")
     configure_tracing("host")
     metrics = HostMetrics()
-    link = EnclaveLink(str((state_dir / "enclave.sock").resolve()))
+    link = EnclaveLink(str((enclave_socket or state_dir / "enclave.sock").resolve()))
     sim = (state_dir / "sim").resolve()
     args = [
         "--model-dir",
@@ -171,7 +178,7 @@ def serve(  # noqa: PLR0917 - typer options
 
     services = HostServices(str((state_dir / "host.sock").resolve()), (state_dir / "blobs").resolve())
     args += ["--store-socket", services.socket_path]
-    supervisor = Supervisor(link=link, args=args, metrics=metrics)
+    supervisor = None if enclave_socket else Supervisor(link=link, args=args, metrics=metrics)
     kbs = None
     if broker:
         from enclavia.host.kbs import KbsRelay
