@@ -31,15 +31,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Integer, Table, bindparam, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from enclavia.broker.store import audit_checkpoints, audit_head, audit_records
+from enclavia.broker.store import ASYNC_COMMIT_FLAG, audit_checkpoints, audit_head, audit_records
 from enclavia.broker.tokens import key_id
 from enclavia.crypto.signing import SigningKey, verify_ed25519
 from enclavia.errors import (
@@ -51,6 +52,45 @@ from enclavia.errors import (
 )
 
 GENESIS_HASH: Final = "0" * 64
+_HEAD_BUMP = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=audit_head.c.seq + 1)
+    .returning(audit_head.c.seq, audit_head.c.hash)
+)
+_HEAD_SET = update(audit_head).where(audit_head.c.id == 1).values(hash=bindparam("hash"))
+_TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_ID_NAME = re.compile(r"^[a-z_]{1,32}$")
+_PG_APPEND_CALL = (
+    "SELECT out_seq, out_hash, out_prev FROM enclavia_audit_append("
+    "CAST(:time AS text), CAST(:action AS text), CAST(:outcome AS text), CAST(:code AS text),"
+    " CAST(:rev AS integer), CAST(:ids AS text), CAST(:async_commit AS boolean))"
+)
+_pg_cache: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def _pg_append(also_insert: tuple[Table, Mapping[str, Any]] | None) -> tuple[Any, dict[str, Any]]:
+    """The PostgreSQL append statement, optionally with one INSERT in front of it (a data-modifying CTE)."""
+    if also_insert is None:
+        key: tuple[str, tuple[str, ...]] = ("", ())
+        params: dict[str, Any] = {}
+    else:
+        table, row = also_insert
+        cols = tuple(sorted(row))
+        key = (table.name, cols)
+        params = {f"pre_{c}": row[c] for c in cols}
+    stmt = _pg_cache.get(key)
+    if stmt is None:
+        sql = _PG_APPEND_CALL
+        if key[0]:
+            names = ", ".join(key[1])
+            values = ", ".join(f":pre_{c}" for c in key[1])
+            sql = f"WITH pre AS (INSERT INTO {key[0]} ({names}) VALUES ({values})) {sql}"  # noqa: S608 - trusted names
+        stmt = text(sql).bindparams(bindparam("rev", type_=Integer))
+        _pg_cache[key] = stmt
+    return stmt, params
+
+
 CHECKPOINT_CONTEXT: Final = b"enclavia-audit-checkpoint-v1\x00"
 DEFAULT_CHECKPOINT_EVERY: Final = 256
 
@@ -170,40 +210,63 @@ class Ledger:
         code: str,
         policy_revision: int | None = None,
         ids: Mapping[str, str | bytes] | None = None,
+        also_insert: tuple[Table, Mapping[str, Any]] | None = None,
     ) -> AuditRecord:
-        """Append one record in ``conn``'s transaction. Any failure is ``AuditWriteError``."""
+        """Append one record in ``conn``'s transaction. Any failure is ``AuditWriteError``.
+
+        ``also_insert``: a row written in the same statement (PostgreSQL) or just before (SQLite), so the
+        decision and its record cost one round trip while the ledger head is locked.
+        """
+        time_s = iso_ms(self._clock())
+        refs = {name: self.ref(name, value) for name, value in sorted((ids or {}).items())}
+        if not all(_TOKEN.match(v) for v in (action, outcome, code)) or not all(
+            _ID_NAME.match(n) for n in refs
+        ):
+            raise ValueError(
+                "audit fields must be plain identifiers"
+            )  # never user input: a programming error
+        ids_json = canonical(refs).decode()
         try:
-            head = conn.execute(
-                update(audit_head)
-                .where(audit_head.c.id == 1)
-                .values(seq=audit_head.c.seq + 1)
-                .returning(audit_head.c.seq, audit_head.c.hash)
-            ).one()
-            record = AuditRecord(
-                seq=int(head.seq),
-                time=iso_ms(self._clock()),
-                action=action,
-                outcome=outcome,
-                code=code,
-                policy_revision=policy_revision,
-                ids={name: self.ref(name, value) for name, value in (ids or {}).items()},
-                prev_hash=head.hash,
-            )
-            digest = record.digest()
-            conn.execute(
-                insert(audit_records).values(
-                    seq=record.seq,
-                    time=record.time,
-                    action=record.action,
-                    outcome=record.outcome,
-                    code=record.code,
-                    policy_revision=record.policy_revision,
-                    ids=canonical(record.to_json()["ids"]).decode(),
-                    prev_hash=record.prev_hash,
-                    hash=digest,
+            if conn.dialect.name == "postgresql":
+                # One statement: lock the head, hash the canonical record, insert it, move the head.
+                sql, params = _pg_append(also_insert)
+                params.update(
+                    time=time_s,
+                    action=action,
+                    outcome=outcome,
+                    code=code,
+                    rev=policy_revision,
+                    ids=ids_json,
+                    async_commit=bool(conn.info.get(ASYNC_COMMIT_FLAG, False)),
                 )
-            )
-            conn.execute(update(audit_head).where(audit_head.c.id == 1).values(hash=digest))
+                row = conn.execute(sql, params).one()
+                record = AuditRecord(
+                    int(row.out_seq), time_s, action, outcome, code, policy_revision, refs, row.out_prev
+                )
+                digest = row.out_hash
+            else:
+                if also_insert is not None:
+                    conn.execute(insert(also_insert[0]), dict(also_insert[1]))
+                head = conn.execute(_HEAD_BUMP).one()
+                record = AuditRecord(
+                    int(head.seq), time_s, action, outcome, code, policy_revision, refs, head.hash
+                )
+                digest = record.digest()
+                conn.execute(
+                    insert(audit_records),
+                    {
+                        "seq": record.seq,
+                        "time": time_s,
+                        "action": action,
+                        "outcome": outcome,
+                        "code": code,
+                        "policy_revision": policy_revision,
+                        "ids": ids_json,
+                        "prev_hash": record.prev_hash,
+                        "hash": digest,
+                    },
+                )
+                conn.execute(_HEAD_SET, {"hash": digest})
             if record.seq % self.checkpoint_every == 0:
                 self._insert_checkpoint(conn, record.seq, digest)
         except EnclaviaError:

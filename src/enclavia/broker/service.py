@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -97,6 +98,7 @@ class BrokerConfig:
     challenge_ttl_s: int = 60
     checkpoint_every: int = 256
     bootstrap_policy: str | None = None  # YAML applied at start when the store has no policy yet
+    threads: int = 8  # blocking work in flight per process (more threads only queue on the GIL and locks)
 
     def __repr__(self) -> str:
         return f"BrokerConfig(audience={self.audience!r}, token_ttl_s={self.token_ttl_s})"
@@ -128,6 +130,42 @@ class BrokerMetrics:
         self.store_errors = Counter(
             "enclavia_broker_store_unavailable", "Requests refused because the store was down", registry=r
         )
+
+
+_SELECT_REVISION = select(policy_head.c.revision).where(policy_head.c.id == 1)
+# Consume a challenge and read the revision in force, in one round trip.
+_CONSUME_CHALLENGE = text(
+    "DELETE FROM challenges WHERE nonce = :nonce AND expires_at_ms > :now"
+    " RETURNING (SELECT revision FROM policy_head WHERE id = 1) AS revision"
+)
+# The revision in force, the attestation behind a token and the secret version asked for (or the newest
+# live one), in one round trip. Missing attestation or secret: NULL columns.
+_RELEASE_LOOKUP = text(
+    "SELECT ph.revision AS revision, a.key_config AS key_config, a.claims AS claims,"
+    " a.expires_at_ms AS expires_at_ms, s.version AS version, s.wrapped_key AS wrapped_key,"
+    " s.ciphertext AS ciphertext"
+    " FROM policy_head ph"
+    " LEFT JOIN attestations a ON a.jti = :jti"
+    " LEFT JOIN secret_versions s ON s.path = :path AND s.destroyed_at_ms IS NULL AND s.version = COALESCE("
+    "   :version, (SELECT MAX(v.version) FROM secret_versions v"
+    "              WHERE v.path = :path AND v.destroyed_at_ms IS NULL))"
+    " WHERE ph.id = 1"
+).bindparams(bindparam("version", type_=Integer))
+
+
+def _cel_for(attested: AttestedEnclave) -> dict[str, Any]:
+    result = attested.result
+    claims = result.claims
+    return cel_claims(
+        tee=str(result.tee),
+        measurement=result.measurement,
+        debug=claims.debug,
+        reference=result.reference_name,
+        policy_id=result.policy_id,
+        policy_revision=result.policy_revision,
+        measurements={k: v.hex() for k, v in claims.measurements.items()},
+        tcb={k: v for k, v in claims.tcb.items() if isinstance(v, (str, int, bool))},
+    )
 
 
 @dataclass
@@ -185,6 +223,7 @@ class BrokerService:
         self._init_lock = threading.Lock()
         self._last_init_attempt = 0.0
         self._policies: dict[int, Policy] = {}
+        self._latest: tuple[int, Policy | None] | None = None
         self._challenge_count = 0
 
     # -- start-up --------------------------------------------------------------------------------
@@ -270,6 +309,14 @@ class BrokerService:
             if head.revision != 0:
                 return
             self._write_policy(conn, rt, policy, head.revision)
+        self._remember(policy)
+
+    def _remember(self, policy: Policy) -> None:
+        """Cache a policy once its revision has committed (never before: a rolled-back write must not
+        leave a document in the cache under a revision that another one may take later)."""
+        self._policies[policy.revision] = policy
+        if self._latest is None or policy.revision >= self._latest[0]:
+            self._latest = (policy.revision, policy)
 
     @property
     def public_key(self) -> bytes:
@@ -278,14 +325,13 @@ class BrokerService:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _policy(self, conn: Connection, revision: int) -> Policy | None:
-        if revision == 0:
-            return None
-        cached = self._policies.get(revision)
-        if cached is not None:
-            return cached
-        row = conn.execute(select(policies.c.source).where(policies.c.revision == revision)).one()
-        policy = parse_policy(row.source)
-        self._policies[revision] = policy
+        policy = self._policies.get(revision) if revision else None
+        if revision and policy is None:
+            row = conn.execute(select(policies.c.source).where(policies.c.revision == revision)).one()
+            policy = parse_policy(row.source)
+            self._policies[revision] = policy
+        if self._latest is None or revision > self._latest[0]:
+            self._latest = (revision, policy)
         return policy
 
     def _record(self, action: str, outcome: str, code: str, **fields: Any) -> None:
@@ -308,9 +354,15 @@ class BrokerService:
         now = self.clock()
         nonce = secrets.token_bytes(NONCE_LEN)
         expires = now + self.config.challenge_ttl_s
-        with self.store.transaction() as conn:
-            conn.execute(insert(challenges).values(nonce=nonce.hex(), expires_at_ms=int(expires * 1000)))
-            rt.ledger.append(conn, action="challenge", outcome="ok", code="ok", ids={"nonce": nonce})
+        with self.store.transaction(durable=False) as conn:
+            rt.ledger.append(
+                conn,
+                action="challenge",
+                outcome="ok",
+                code="ok",
+                ids={"nonce": nonce},
+                also_insert=(challenges, {"nonce": nonce.hex(), "expires_at_ms": int(expires * 1000)}),
+            )
             self._challenge_count += 1
             if self._challenge_count % PURGE_EVERY == 0:
                 self._purge(conn, now)
@@ -334,68 +386,81 @@ class BrokerService:
             if set(doc) != {"bundle"} or not isinstance(doc["bundle"], dict):
                 raise EvidenceFormatError('body must be {"bundle": <attestation bundle>}')
             bundle = parse(json.dumps(doc["bundle"]).encode())
-            if policy is None:
-                raise MeasurementNotAllowedError("no policy installed")
-            return bundle, verify_presented_bundle(bundle, policy=policy, now=self._now_dt()), None
+            return bundle, *self._verify_bundle(bundle, policy)
         except EnclaviaError as exc:
             return bundle, None, exc
         except ValueError:
             return bundle, None, EvidenceFormatError()
 
+    def _verify_bundle(
+        self, bundle: AttestationBundle, policy: Policy | None
+    ) -> tuple[AttestedEnclave | None, EnclaviaError | None]:
+        try:
+            if policy is None:
+                raise MeasurementNotAllowedError("no policy installed")
+            return verify_presented_bundle(bundle, policy=policy, now=self._now_dt()), None
+        except EnclaviaError as exc:
+            return None, exc
+        except ValueError:
+            return None, EvidenceFormatError()
+
+    def _known_policy(self) -> tuple[int, Policy | None]:
+        """The newest policy this process has seen (verification runs outside the transaction and is
+        re-run inside it in the rare case that the revision moved meanwhile)."""
+        latest = self._latest
+        if latest is not None:
+            return latest
+        with self.store.transaction() as conn:
+            revision = int(conn.execute(_SELECT_REVISION).scalar_one())
+            return revision, self._policy(conn, revision)
+
     def attest(self, body: bytes) -> dict[str, Any]:
         rt = self._ready()
         now = self.clock()
-        with self.store.transaction() as conn:
-            revision = int(
-                conn.execute(select(policy_head.c.revision).where(policy_head.c.id == 1)).scalar_one()
-            )
-            policy = self._policy(conn, revision)
-        # 1-7. Parse and verify outside any transaction (CPU only), under the current policy.
+        used_revision, policy = self._known_policy()
+        # 1-7. Parse and verify outside any transaction (CPU only).
         bundle, attested, error = self._verify_body(body, policy)
         jti = tokens.new_jti()
         exp = int(now) + self.config.token_ttl_s
-        measurement = attested.result.measurement if attested else None
         with self.store.transaction() as conn:
             # 2. Freshness: the nonce is an outstanding challenge of ours, consumed exactly once (even when
             #    the evidence is refused). Replay takes precedence over every other verdict.
+            revision: int | None = None
             if bundle is not None:
-                consumed = conn.execute(
-                    delete(challenges).where(
-                        challenges.c.nonce == bundle.nonce.hex(), challenges.c.expires_at_ms > int(now * 1000)
-                    )
-                ).rowcount
-                if consumed != 1:
+                row = conn.execute(
+                    _CONSUME_CHALLENGE, {"nonce": bundle.nonce.hex(), "now": int(now * 1000)}
+                ).first()
+                if row is None:
                     error = ReplayedNonceError()
+                else:
+                    revision = int(row.revision)
+            if revision is None:
+                revision = int(conn.execute(_SELECT_REVISION).scalar_one())
+            if revision != used_revision and bundle is not None and not isinstance(error, ReplayedNonceError):
+                attested, error = self._verify_bundle(bundle, self._policy(conn, revision))
+            measurement = attested.result.measurement if attested else None
             ids: dict[str, str | bytes] = {}
             if bundle is not None:
                 ids["nonce"] = bundle.nonce
             if measurement is not None:
                 ids["measurement"] = measurement
-            if error is None and attested is not None:
-                result = attested.result
-                claims = result.claims
-                cel = cel_claims(
-                    tee=str(result.tee),
-                    measurement=result.measurement,
-                    debug=claims.debug,
-                    reference=result.reference_name,
-                    policy_id=result.policy_id,
-                    policy_revision=result.policy_revision,
-                    measurements={k: v.hex() for k, v in claims.measurements.items()},
-                    tcb={k: v for k, v in claims.tcb.items() if isinstance(v, (str, int, bool))},
-                )
-                conn.execute(
-                    insert(attestations).values(
-                        jti=jti,
-                        key_config=bundle.key_config if bundle else b"",
-                        claims=json.dumps(cel, sort_keys=True),
-                        policy_revision=revision,
-                        expires_at_ms=exp * 1000,
-                    )
-                )
+            if error is None and attested is not None and bundle is not None:
                 ids["jti"] = jti
+                attestation_row = {
+                    "jti": jti,
+                    "key_config": bundle.key_config,
+                    "claims": json.dumps(_cel_for(attested), sort_keys=True),
+                    "policy_revision": revision,
+                    "expires_at_ms": exp * 1000,
+                }
                 rt.ledger.append(
-                    conn, action="attest", outcome="ok", code="ok", policy_revision=revision, ids=ids
+                    conn,
+                    action="attest",
+                    outcome="ok",
+                    code="ok",
+                    policy_revision=revision,
+                    ids=ids,
+                    also_insert=(attestations, attestation_row),
                 )
             else:
                 assert error is not None
@@ -458,7 +523,7 @@ class BrokerService:
                 wanted = int(version)
             claims = tokens.verify(
                 _bearer(authorization),
-                public_key=rt.signing_key.public_bytes,
+                public_key=rt.ledger.public_key,
                 audience=self.config.audience,
                 now=now,
             )
@@ -471,15 +536,21 @@ class BrokerService:
         with self.store.transaction() as conn:
             # The current policy revision, read under the shared policy lock: a policy update (exclusive)
             # waits for this release to commit, or this release waits for the update and sees its revision.
+            # One statement reads the revision, the attestation behind the token and the secret version.
             self.store.lock_policy(conn, exclusive=False)
-            revision = int(
-                conn.execute(select(policy_head.c.revision).where(policy_head.c.id == 1)).scalar_one()
-            )
+            row = conn.execute(
+                _RELEASE_LOOKUP,
+                # Only validated values reach the database (an invalid path may hold NUL or worse).
+                {
+                    "jti": claims.jti if claims else "",
+                    "path": path if error is None else "",
+                    "version": wanted,
+                },
+            ).one()
+            revision = int(row.revision)
             if error is None and claims is not None:
                 try:
-                    out = self._decide_release(
-                        conn, rt, path=path, wanted=wanted, claims=claims, revision=revision, now=now
-                    )
+                    out = self._decide_release(conn, rt, row, path=path, claims=claims, now=now)
                 except EnclaviaError as exc:
                     error = exc
             if error is None and out is not None:
@@ -509,48 +580,38 @@ class BrokerService:
         self,
         conn: Connection,
         rt: _Runtime,
+        row: Any,
         *,
         path: str,
-        wanted: int | None,
         claims: tokens.TokenClaims,
-        revision: int,
         now: float,
     ) -> dict[str, Any]:
+        revision = int(row.revision)
         # The token was appraised under the revision in force now; otherwise the enclave re-attests.
         if claims.policy_revision != revision:
             raise TokenStaleError()
-        att = conn.execute(
-            select(attestations.c.key_config, attestations.c.claims, attestations.c.expires_at_ms).where(
-                attestations.c.jti == claims.jti
-            )
-        ).first()
-        if att is None or att.expires_at_ms <= int(now * 1000):
+        if row.key_config is None or row.expires_at_ms <= int(now * 1000):
             raise TokenInvalidError("token not issued by this broker or expired")
-        key_config = bytes(att.key_config)
+        key_config = bytes(row.key_config)
         if not hmac.compare_digest(tokens.key_config_digest(key_config), claims.key_config_digest):
             raise TokenInvalidError("token does not match its attestation")
         policy = self._policy(conn, revision)
         if policy is None:
             raise MeasurementNotAllowedError("no policy installed")
-        cel = json.loads(att.claims)
+        cel = json.loads(row.claims)
         check_release(policy.secret_rules, path, cel.get("reference") or None, cel)
-        query = select(
-            secret_versions.c.version, secret_versions.c.wrapped_key, secret_versions.c.ciphertext
-        ).where(secret_versions.c.path == path, secret_versions.c.destroyed_at_ms.is_(None))
-        if wanted is not None:
-            query = query.where(secret_versions.c.version == wanted)
-        row = conn.execute(query.order_by(secret_versions.c.version.desc()).limit(1)).first()
-        if row is None:
+        if row.version is None or row.wrapped_key is None:
             raise SecretNotFoundError()
-        value = self._open_value(rt, path, int(row.version), bytes(row.wrapped_key), bytes(row.ciphertext))
-        aad = release_aad(path, int(row.version), revision, claims.jti)
+        version = int(row.version)
+        value = self._open_value(rt, path, version, bytes(row.wrapped_key), bytes(row.ciphertext))
+        aad = release_aad(path, version, revision, claims.jti)
         try:
             enc, ct = seal_secret(key_config, value, aad)
         except CryptoError:
             raise TokenInvalidError("attested key configuration unusable") from None
         return {
             "path": path,
-            "version": int(row.version),
+            "version": version,
             "policy_revision": revision,
             "jti": claims.jti,
             "enc": _b64(enc),
@@ -706,6 +767,7 @@ class BrokerService:
         if error is not None:
             self._record("policy.update", "denied", error.code, policy_revision=current)
             raise error
+        self._remember(policy)
         self._record("policy.update", "ok", "ok", policy_revision=policy.revision)
         return {"revision": policy.revision, "policy_id": policy.policy_id, "previous_revision": current}
 
@@ -734,7 +796,6 @@ class BrokerService:
             policy_revision=policy.revision,
             ids={"policy_id": policy.policy_id},
         )
-        self._policies[policy.revision] = policy
 
     def checkpoint(self, *, create: bool) -> dict[str, Any]:
         rt = self._ready()
@@ -796,6 +857,9 @@ def create_app(service: BrokerService) -> FastAPI:  # noqa: PLR0915 - one closur
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Bound the worker threads: beyond a handful, threads holding the ledger's row lock wait for the
+        # GIL behind threads that cannot progress, and tail latency explodes (benchmarks/broker_release.py).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = service.config.threads
         await run_in_threadpool(service.start)
         yield
         await run_in_threadpool(service.close)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from enclavia.errors import EnclaviaError, StoreUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+ASYNC_COMMIT_FLAG = "enclavia.async_commit"
 _PG_MIGRATION_LOCK = 0x656E636C61766961  # "enclavia": advisory lock id for concurrent starts
 _PG_POLICY_LOCK = 0x656E636C706F6C31  # releases share it, policy updates take it exclusively
 
@@ -200,20 +202,34 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
+        # SQLite allows one writer; queue this process's threads on a lock instead of letting them spin in
+        # SQLite's busy handler (which sleeps in growing steps and ruins tail latency).
+        self._writer = threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
 
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, durable: bool = True) -> Iterator[Connection]:
         """One database transaction. Commits on normal exit, rolls back on any exception.
 
         Database failures become ``StoreUnavailableError``; enclavia errors raised inside pass through.
+        ``durable=False`` (PostgreSQL): commit without waiting for the WAL flush. Used only for issuing
+        challenges: a crash may lose the last few challenges and their audit records, never a later
+        record (WAL is sequential, so any durable commit makes every earlier one durable too).
         """
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self._writer, self.engine.begin() as conn:
+                if durable:
+                    yield conn
+                else:
+                    # Applied by the audit append (audit.ASYNC_COMMIT_FLAG): one round trip fewer.
+                    conn.info[ASYNC_COMMIT_FLAG] = True
+                    try:
+                        yield conn
+                    finally:
+                        conn.info.pop(ASYNC_COMMIT_FLAG, None)
         except EnclaviaError:
             raise
         except (OperationalError, PoolTimeoutError, DBAPIError, SQLAlchemyError, OSError):

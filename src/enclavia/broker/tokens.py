@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Final
@@ -53,7 +54,7 @@ def b64url(data: bytes) -> str:
 
 
 def unb64url(text: str) -> bytes:
-    if not text or any(c not in _B64URL for c in text) or len(text) % 4 == 1:
+    if not text or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise TokenInvalidError()
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -61,7 +62,7 @@ def unb64url(text: str) -> bytes:
         raise TokenInvalidError() from None
 
 
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def key_id(public_key: bytes) -> str:
@@ -114,7 +115,12 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 def verify(token: str, *, public_key: bytes, audience: str, now: float) -> TokenClaims:
     """Check a token from an Authorization header; raise ``TokenInvalidError`` (or ``TokenExpiredError``)."""
     # 1. Shape: three base64url parts, bounded size.
-    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LEN or token.count(".") != 2:
+    if (
+        not isinstance(token, str)
+        or not 0 < len(token) <= MAX_TOKEN_LEN
+        or not token.isascii()  # else the signing input below would not encode: an error outside the tree
+        or token.count(".") != 2
+    ):
         raise TokenInvalidError()
     h, p, s = token.split(".")
     # 2. Header: exactly alg EdDSA, our kid, nothing else that could change processing (no crit, jku, x5u).

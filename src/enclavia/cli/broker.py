@@ -75,6 +75,7 @@ def broker_serve(  # noqa: PLR0917 - typer maps every option to a parameter
     token_ttl: Annotated[int, typer.Option(help="Attestation token lifetime (s)")] = 60,
     checkpoint_every: Annotated[int, typer.Option(help="Sign an audit checkpoint every N records")] = 256,
     workers: Annotated[int, typer.Option(help="Worker processes (they share the database)")] = 1,
+    threads: Annotated[int, typer.Option(help="Blocking requests in flight per worker")] = 8,
 ) -> None:
     """Run the key broker (FastAPI). Migrations run at start; a database that is down gives 503s."""
     import uvicorn
@@ -85,6 +86,7 @@ def broker_serve(  # noqa: PLR0917 - typer maps every option to a parameter
         "ENCLAVIA_BROKER_AUDIENCE": audience,
         "ENCLAVIA_BROKER_TOKEN_TTL_S": str(token_ttl),
         "ENCLAVIA_BROKER_CHECKPOINT_EVERY": str(checkpoint_every),
+        "ENCLAVIA_BROKER_THREADS": str(threads),
     }
     token = _admin_token(admin_token_file, required=False)
     if token:
@@ -122,6 +124,7 @@ def app_from_env() -> Any:
         audience=os.environ.get("ENCLAVIA_BROKER_AUDIENCE", "enclavia-kbs"),
         token_ttl_s=int(os.environ.get("ENCLAVIA_BROKER_TOKEN_TTL_S", "60")),
         checkpoint_every=int(os.environ.get("ENCLAVIA_BROKER_CHECKPOINT_EVERY", "256")),
+        threads=int(os.environ.get("ENCLAVIA_BROKER_THREADS", "8")),
         bootstrap_policy=Path(policy_file).read_text(encoding="utf-8") if policy_file else None,
     )
     service = BrokerService(config, log=log.info)
