@@ -179,8 +179,8 @@ class TamperingRelay(httpx.BaseTransport):
         headers = {
             k: v for k, v in resp.headers.items() if k.lower() not in {"content-length", "transfer-encoding"}
         }
-        body = framer.prefix + b"".join(chunks) + tail
-        return httpx.Response(resp.status_code, headers=headers, stream=httpx.ByteStream(body))
+        pieces = [framer.prefix, *chunks, tail]  # passed on one chunk at a time, as a relay would
+        return httpx.Response(resp.status_code, headers=headers, content=iter(pieces))
 
 
 @pytest.mark.parametrize(
@@ -196,6 +196,20 @@ def test_tampered_stream_is_detected(served_chat: Served, mode: str, error: type
                 got.extend(c["delta"].get("content", "") for c in chunk["choices"])
         if mode != "truncate":  # nothing from the tampered chunk on was accepted
             assert len(got) <= 2
+
+
+def test_tampered_stream_through_the_proxy_is_an_error_for_the_openai_client(served_chat: Served) -> None:
+    proxy = AttestingProxy(served_chat.url, parse_policy(served_chat.policy_text))
+    proxy.client._http = httpx.Client(transport=TamperingRelay("reorder"), timeout=120)
+    client = openai.OpenAI(
+        base_url="http://testserver/v1", api_key="x", max_retries=0, http_client=TestClient(proxy.app())
+    )
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=FEW, stream=True
+    )
+    with pytest.raises(openai.APIError) as info:
+        list(stream)
+    assert info.value.body["code"] == "crypto.chunk_integrity"  # type: ignore[index]
 
 
 # --- refusals before anything is forwarded -------------------------------------------------------
