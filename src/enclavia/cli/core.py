@@ -46,12 +46,14 @@ def sim_init(
 
 
 @sim_app.command("policy")
-def sim_policy(
+def sim_policy(  # noqa: PLR0917 - typer options
     out: Annotated[Path, typer.Option(help="Policy file to write")] = Path(".enclavia/dev-policy.yaml"),
     model_dir: Annotated[Path | None, typer.Option(help="Model directory the enclave will load")] = None,
     directory: Annotated[Path | None, typer.Option("--dir", help="Simulated platform key directory")] = None,
     embeddings: Annotated[bool, typer.Option(help="The enclave will load the embedding model")] = False,
     classification: Annotated[Path | None, typer.Option(help="Data classification manifest")] = None,
+    chat: Annotated[bool, typer.Option(help="The enclave will serve the bundled chat model")] = False,
+    chat_model: Annotated[Path | None, typer.Option(help="The enclave will serve this GGUF model")] = None,
 ) -> None:
     """Write a dev policy that pins this build's measurement and the simulated platform key."""
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
@@ -63,6 +65,7 @@ def sim_policy(
         sim_dir=sim,
         embeddings=embeddings,
         classification=classification,
+        chat_model=_chat_path(paths.state_dir(), chat, chat_model),
     )
     manifest = manifest_for(config, load_models(config.model_dir))
     text = dev_policy_text(manifest.digest().hex(), load_platform_key(sim).public_bytes.hex())
@@ -151,8 +154,8 @@ def serve(  # noqa: PLR0917 - typer options
     from enclavia.host.link import EnclaveLink, Supervisor
     from enclavia.host.ratelimit import TokenBucket
     from enclavia.observability import logging as elog
-    from enclavia.observability.trace import configure_tracing
     from enclavia.observability.metrics import HostMetrics
+    from enclavia.observability.trace import configure_tracing
 
     state_dir = state or paths.state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -191,9 +194,6 @@ def serve(  # noqa: PLR0917 - typer options
     uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False)
 
 
-# -- client commands -----------------------------------------------------------------------------
-
-
 def _memory_args(size: str | None, mode: str) -> list[str]:
     from enclavia.enclave.memory import MODES, parse_size
 
@@ -210,15 +210,23 @@ def _memory_args(size: str | None, mode: str) -> list[str]:
     return ["--memory-limit", str(limit), "--memory-mode", mode]
 
 
-def _chat_args(state_dir: Path, bundled: bool, path: Path | None, threads: int) -> list[str]:
+def _chat_path(state_dir: Path, bundled: bool, path: Path | None) -> Path | None:
     """``--chat`` assembles the bundled GGUF under the state directory; ``--chat-model`` names any file."""
-    if path is None and not bundled:
-        return []
-    if path is None:
+    if path is None and bundled:
         from enclavia.inference.chat import bundled_model_path
 
         path = bundled_model_path(state_dir / "models")
-    return ["--chat-model", str(path.resolve()), "--chat-threads", str(threads)]
+    return path
+
+
+def _chat_args(state_dir: Path, bundled: bool, path: Path | None, threads: int) -> list[str]:
+    chosen = _chat_path(state_dir, bundled, path)
+    if chosen is None:
+        return []
+    return ["--chat-model", str(chosen.resolve()), "--chat-threads", str(threads)]
+
+
+# -- client commands -----------------------------------------------------------------------------
 
 
 def _load_client(url: str, policy: Path | None, **kw: Any) -> Any:
