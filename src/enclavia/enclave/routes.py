@@ -157,6 +157,12 @@ class InnerApp:
             if self.chat is not None:
                 listed.append(self.chat.describe())
             return _json_response({"object": "list", "data": listed})
+        if path == "/v1/split/chat/completions":
+            _require_method(req, "POST")
+            from enclavia.enclave.split import split_chat
+
+            headers = {k.lower(): v for k, v in req.headers}
+            return _json_response(split_chat(self.data, headers, _json_body(req), self.log))
         if path in {"/v1/documents", "/v1/rag/query"}:
             _require_method(req, "POST")
             if self.data is None:
@@ -222,6 +228,8 @@ def _route_label(path: str) -> tuple[str, str | None]:
         return "documents", None
     if path == "/v1/rag/query":
         return "rag_query", None
+    if path == "/v1/split/chat/completions":
+        return "split_chat", None
     if path == "/v1/chat/completions":
         return "chat", None
     return "other", None

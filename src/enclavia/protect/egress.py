@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ __all__ = ["EgressGuard", "SessionValues", "Transport"]
 
 Transport = Callable[[str, bytes], bytes]
 MAX_MESSAGES = 64
+SAMPLING_PARAMS = frozenset({"max_tokens", "temperature", "top_p", "seed"})
 MAX_REPLY_CHARS = 200_000
 
 
@@ -96,9 +97,16 @@ class EgressGuard:
     # -- the call ------------------------------------------------------------------------------------
 
     def chat(
-        self, target_name: str, messages: list[dict[str, Any]], requester: Requester, conversation: str
+        self,
+        target_name: str,
+        messages: list[dict[str, Any]],
+        requester: Requester,
+        conversation: str,
+        params: Mapping[str, int | float] | None = None,
     ) -> dict[str, Any]:
-        """OpenAI chat completion through the guard; returns {"content", "tokens_out", "model"}."""
+        """OpenAI chat completion through the guard; returns {"content", "tokens_out", "model", "usage",
+        "finish_reason"}. ``params``: sampling numbers sent as they are (max_tokens, temperature, top_p,
+        seed); the caller validates them. ``usage`` holds the provider's token counts when it sent them."""
         if "egress" not in requester.actions:
             raise ForbiddenError()
         target = self.classification.egress_target(target_name)  # EgressDeniedError if not allow-listed
@@ -112,7 +120,8 @@ class EgressGuard:
             if role not in {"system", "user", "assistant"} or not isinstance(content, str):
                 raise ValueError("each message needs a role and string content")
             sent.append({"role": role, "content": self.protect_outbound(content, scope, session)})
-        body = json.dumps({"model": target.model, "messages": sent}, ensure_ascii=False)
+        extra = {k: v for k, v in (params or {}).items() if k in SAMPLING_PARAMS}
+        body = json.dumps({"model": target.model, "messages": sent, **extra}, ensure_ascii=False)
         self._assert_clean(body, session)
         raw = self.transport(target.url + "/chat/completions", body.encode())
         try:
@@ -120,6 +129,8 @@ class EgressGuard:
             content = reply["choices"][0]["message"]["content"]
             if not isinstance(content, str) or len(content) > MAX_REPLY_CHARS:
                 raise TypeError
+            finish = reply["choices"][0].get("finish_reason")
+            raw_usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
         except (ValueError, KeyError, IndexError, TypeError):
             raise EgressFailedError() from None
         answer = Tokenizer.reidentify(scope, content)
@@ -128,6 +139,15 @@ class EgressGuard:
             "content": answer,
             "model": target.model,
             "tokens_out": sum(c["content"].count("<") for c in sent),
+            "finish_reason": finish if finish in {"stop", "length"} else "stop",
+            "usage": {
+                k: v
+                for k, v in raw_usage.items()
+                if k in {"prompt_tokens", "completion_tokens", "total_tokens"}
+                and isinstance(v, int)
+                and not isinstance(v, bool)
+                and 0 <= v < 1 << 31
+            },
         }
 
     def scrub_for(self, requester: Requester, text: str, scope: TokenScope, session: SessionValues) -> str:
