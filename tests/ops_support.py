@@ -235,7 +235,12 @@ def start_deployment(home: Path) -> Deployment:
     host_home.mkdir(parents=True, exist_ok=True)
     model_dir, dek = sealed_model_dir(host_home)
     db_url = f"sqlite:///{home / 'broker.db'}"
-    broker = start_broker(home / "broker", db_url, env=env)
+    deployment = home / "deployment.yaml"
+    deployment.write_text(
+        "name: clinical-risk (test)\ntee: simulated\nclients: [EHR integration]\n"
+        "hosts: [{name: host-a, url: 'http://127.0.0.1'}]\nbroker: {replicas: 1, store: sqlite}\n"
+    )
+    broker = start_broker(home / "broker", db_url, env={**env, "ENCLAVIA_DEPLOYMENT": str(deployment)})
     register_model_key(broker.url, dek)
     host = start_host(host_home, model_dir, broker.url, env=env, secrets=False)
     text = policy_text(served_measurement(host.url), host_home / "sim")

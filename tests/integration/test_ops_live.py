@@ -189,3 +189,50 @@ def test_auditor_report_renders_signs_and_lands_in_the_ledger(
     )
     pages = sorted(tmp_path.glob("page-*.png"))
     assert len(pages) >= 3 and pages[0].stat().st_size > 10_000
+
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
+)
+
+
+def test_operator_console_renders_live_state_in_chromium(deployment: Deployment, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    import httpx
+
+    from tests.ops_support import ADMIN_TOKEN
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium missing: install Debian's chromium package (.ci/run does)"
+    d = deployment
+    # A denial the console must show; the page is read-only and carries no data itself.
+    assert httpx.get(d.broker.url + "/kbs/v1/secrets/models/x", timeout=10).status_code == 401
+    page = httpx.get(d.broker.url + "/kbs/v1/admin/console", timeout=10)
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    assert d.host.url not in page.text and "token" not in page.headers.get("set-cookie", "")
+    assert httpx.get(d.broker.url + "/kbs/v1/admin/console/dataflow.svg", timeout=10).status_code == 401
+    assert httpx.post(d.broker.url + "/kbs/v1/admin/console", timeout=10).status_code >= 400  # GET only
+
+    url = f"{d.broker.url}/kbs/v1/admin/console#token={ADMIN_TOKEN}"
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000"]
+    dom = subprocess.run(
+        [*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    shot = tmp_path / "console.png"
+    subprocess.run([*base, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=True)
+    assert 'data-state="ready"' in dom, dom[-2000:]
+    measurement = d.policy_text.split("measurement: '")[1][:24]
+    for needle in (measurement, "local-build", "enclavia-dev", "broker.token_invalid", "verified",
+                   "AttestationFailing", "data:image/svg+xml"):  # fmt: skip
+        assert needle in dom, needle
+    assert ADMIN_TOKEN not in dom
+    assert shot.stat().st_size > 20_000

@@ -568,7 +568,7 @@ def install(
             current.set_attribute("http.status_code", response.status_code)
             return response
 
-    install_console(app, svg=console_svg)
+    install_console(app, service, svg=console_svg)
     return ops
 
 
