@@ -551,5 +551,62 @@ def fit(  # noqa: PLR0917 - typer options
         raise typer.Exit(EXIT_DOES_NOT_FIT)
 
 
+def tcb(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON")] = False,
+    source: Annotated[
+        Path | None, typer.Option(help="The enclavia package directory to measure (default: installed)")
+    ] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="Model directory the enclave will load")] = None,
+) -> None:
+    """The trusted base: what is inside the measured enclave image (alias of `enclavia release build --tcb`,
+    with a summary). Exit 1 if host, broker or database code is reachable from the enclave's code."""
+    import enclavia
+    from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
+    from enclavia.release.build import tcb_report
+
+    root = (source or Path(enclavia.__file__).parent).resolve()
+    if not (root / "__init__.py").is_file():
+        typer.echo("--source must be an enclavia package directory", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    models_path = model_dir or paths.default_model_dir()
+    try:
+        models = load_models(models_path)
+    except (OSError, ValueError):
+        typer.echo(f"cannot load models from {models_path}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    manifest = manifest_for(EnclaveConfig(model_dir=models_path, sim_dir=paths.sim_dir()), models, root)
+    report = tcb_report(manifest, root)
+    imports = report["imports"]
+    bad = imports["never_in_enclave_found"] or imports["outside_modules_imported"]
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        typer.echo(render_tcb(report))
+    if bad:
+        raise typer.Exit(EXIT_DOES_NOT_FIT)
+
+
+def render_tcb(report: dict[str, Any]) -> str:
+    imports = report["imports"]
+    biggest = sorted(imports["distributions"], key=lambda d: -int(d["installed_bytes"]))[:8]
+    return "\n".join(
+        [
+            f"manifest digest:    {report['manifest_digest']}",
+            f"enclavia code:      {report['file_count']} files ({report['python_files']} Python),"
+            f" {report['enclavia_lines']} lines",
+            f"manifest lock:      {len(report['third_party'])} third-party distributions pinned",
+            f"imported closure:   {imports['distribution_count']} distributions,"
+            f" {imports['installed_bytes'] / 2**20:.0f} MiB installed",
+            "largest:            "
+            + ", ".join(f"{d['name']} {d['installed_bytes'] / 2**20:.0f} MiB" for d in biggest),
+            f"direct, unpinned:   {', '.join(imports['direct_not_in_manifest_lock']) or 'none'}",
+            f"transitive, unpinned: {len(imports['not_in_manifest_lock'])}",
+            f"host/broker/db:     {', '.join(imports['never_in_enclave_found']) or 'none'}",
+            f"outside enclavia:   {', '.join(imports['outside_modules_imported']) or 'none'}",
+        ]
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("fit")(fit)
+    app.command("tcb")(tcb)

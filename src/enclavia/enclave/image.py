@@ -33,6 +33,9 @@ ENCLAVE_MODULES = ("__init__.py", "errors.py")
 RUNTIME_DISTRIBUTIONS = (
     "cbor2",
     "cryptography",
+    # policy CEL conditions and TDX quote verification (found by the trusted-base report's import scan)
+    "common-expression-language",
+    "dcap-qvl",
     "numpy",
     "prometheus-client",
     "pyyaml",

@@ -16,6 +16,7 @@ from typing import Any
 from enclavia.attestation.claims import Tee
 from enclavia.attestation.manifest import ImageManifest, canonical_json, parse_manifest
 from enclavia.errors import EvidenceFormatError, ReleaseRecordInvalidError
+from enclavia.release.tcb import import_report
 
 BUILD_SCHEMA = "enclavia-build-v1"
 MAX_BUILD_BYTES = 4 << 20
@@ -124,6 +125,8 @@ def tcb_report(manifest: ImageManifest, package_root: Path) -> dict[str, Any]:
         "enclavia_lines": total,
         "third_party": deps,
         "models": dict(sorted(manifest.models.items())),
+        # What the measured code imports, followed through installed metadata (enclavia.release.tcb).
+        "imports": import_report(manifest.files, package_root, manifest.dependencies),
     }
 
 
