@@ -86,6 +86,8 @@ KEY_CONTEXT: Final = b"enclavia-broker-key-v1\x00"
 DEK_CONTEXT: Final = b"enclavia-secret-dek-v1\x00"
 PURGE_EVERY: Final = 256
 RETRY_INIT_S: Final = 1.0
+# Identifier kinds the ledger stores as HMACs (see audit.py); a report digest is added by broker.ops.
+AUDIT_ID_NAMES: Final = frozenset({"secret", "jti", "nonce", "measurement", "policy_id", "report"})
 
 
 @dataclass(frozen=True)
@@ -797,6 +799,20 @@ class BrokerService:
             ids={"policy_id": policy.policy_id},
         )
 
+    def audit_ref(self, name: str, value: str) -> dict[str, Any]:
+        """The ledger reference (HMAC) of a known identifier, so an operator can find its records without
+        the ledger ever holding the identifier itself."""
+        rt = self._ready()
+        if name not in AUDIT_ID_NAMES or not isinstance(value, str) or not 0 < len(value) <= 1024:
+            raise BadRequestError("name must be one of the ledger's identifier kinds")
+        raw: str | bytes = value
+        if name == "nonce":
+            try:
+                raw = bytes.fromhex(value)
+            except ValueError:
+                raise BadRequestError("a nonce is hex") from None
+        return {"name": name, "ref": rt.ledger.ref(name, raw)}
+
     def checkpoint(self, *, create: bool) -> dict[str, Any]:
         rt = self._ready()
         with self.store.transaction() as conn:
@@ -1015,6 +1031,15 @@ def create_app(service: BrokerService) -> FastAPI:  # noqa: PLR0915 - one closur
         except EnclaviaError as err:
             return problem(err)
         return await call("admin", lambda: service.checkpoint(create=True), status=201)
+
+    @app.get("/kbs/v1/admin/audit/ref")
+    async def audit_ref(request: Request) -> Response:
+        try:
+            await admin(request)
+        except EnclaviaError as err:
+            return problem(err)
+        q = request.query_params
+        return await call("admin", service.audit_ref, q.get("name", ""), q.get("value", ""))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:

@@ -375,6 +375,56 @@ def audit_verify(
     )
 
 
+@audit_app.command("ref")
+def audit_ref(
+    name: Annotated[str, typer.Argument(help="secret, jti, nonce, measurement, policy_id or report")],
+    value: str,
+    broker: BrokerUrl = None,
+    admin_token_file: TokenFile = None,
+) -> None:
+    """The ledger reference of a known identifier (e.g. a secret path), to find its records."""
+    out = _admin(
+        "GET", broker, "/kbs/v1/admin/audit/ref", admin_token_file, params={"name": name, "value": value}
+    )
+    typer.echo(out["ref"])
+
+
+@audit_app.command("show")
+def audit_show(
+    db: DbUrl = None,
+    last: Annotated[int, typer.Option(help="How many records, newest last")] = 20,
+    denied: Annotated[bool, typer.Option(help="Only denials")] = False,
+    ref: Annotated[
+        str | None, typer.Option(help="Only records naming this reference (see `audit ref`)")
+    ] = None,
+) -> None:
+    """Print ledger records (codes and keyed references only: the ledger holds no identifiers)."""
+    from sqlalchemy import select
+
+    from enclavia.broker.store import Store, audit_records
+
+    store = Store(db or default_db())
+    try:
+        with store.transaction() as conn:
+            query = select(audit_records).order_by(audit_records.c.seq.desc())
+            if denied:
+                query = query.where(audit_records.c.outcome == "denied")
+            if ref:
+                query = query.where(audit_records.c.ids.contains(ref))
+            rows = list(conn.execute(query.limit(max(1, min(last, 10000)))))
+    except EnclaviaError as err:
+        _fail(f"FAILED: {err.code}")
+        return
+    finally:
+        store.dispose()
+    for row in reversed(rows):
+        ids = " ".join(f"{k}={v[:16]}" for k, v in sorted(json.loads(row.ids).items()))
+        typer.echo(
+            f"{row.seq:>8} {row.time} {row.action:<16} {row.outcome:<7} {row.code:<36} "
+            f"rev={row.policy_revision if row.policy_revision is not None else '-'} {ids}"
+        )
+
+
 @audit_app.command("checkpoint")
 def audit_checkpoint(broker: BrokerUrl = None, admin_token_file: TokenFile = None) -> None:
     """Ask the broker to sign a checkpoint of the current head now; print it (keep it somewhere else)."""

@@ -189,3 +189,16 @@ def test_verify_ledger_raises_typed_error(harness: Harness) -> None:
     )
     with harness.service.store.transaction() as conn, pytest.raises(AuditVerificationError):
         verify_ledger(conn, harness.service.public_key)
+
+
+def test_audit_show_and_ref_find_records_without_identifiers(harness: Harness) -> None:
+    _populate(harness)
+    result = runner.invoke(app, ["audit", "show", "--db", harness.db_url, "--denied", "--last", "50"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 4 and all("broker.secret_path_invalid" in line for line in lines)
+    ref = harness.service.audit_ref("secret", "models/m1")["ref"]
+    result = runner.invoke(app, ["audit", "show", "--db", harness.db_url, "--ref", ref, "--last", "50"])
+    shown = result.output.strip().splitlines()
+    assert len(shown) == 5  # the create and four releases
+    assert all(ref[:16] in line for line in shown) and "models/m1" not in result.output

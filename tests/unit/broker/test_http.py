@@ -107,7 +107,7 @@ def test_admin_api_requires_the_token(client: tuple[TestClient, Harness]) -> Non
 
 
 def test_admin_policy_and_checkpoint(client: tuple[TestClient, Harness]) -> None:
-    c, _h = client
+    c, h = client
     r = c.get("/kbs/v1/admin/policy", headers=ADMIN)
     assert r.status_code == 200 and r.json()["revision"] == 1
     src = r.json()["source"].replace("revision: 1", "revision: 2")
@@ -124,6 +124,10 @@ def test_admin_policy_and_checkpoint(client: tuple[TestClient, Harness]) -> None
     assert c.get("/kbs/v1/admin/audit/checkpoint", headers=ADMIN).json()["seq"] == cp["seq"]
     r = c.get("/kbs/v1/admin/secrets", headers=ADMIN)
     assert r.status_code == 200 and r.json() == {"secrets": []}
+    r = c.get("/kbs/v1/admin/audit/ref", params={"name": "secret", "value": "models/m1"}, headers=ADMIN)
+    assert r.json() == {"name": "secret", "ref": h.service._ready().ledger.ref("secret", "models/m1")}
+    r = c.get("/kbs/v1/admin/audit/ref", params={"name": "password", "value": "x"}, headers=ADMIN)
+    assert r.status_code == 400
     assert c.get("/healthz").json() == {"status": "ok"}
 
 
