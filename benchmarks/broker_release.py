@@ -34,7 +34,6 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from enclavia.crypto.signing import SigningKey  # noqa: E402
 from tests.broker_support import (  # noqa: E402
     ADMIN_TOKEN,
     PgSchemas,
@@ -42,6 +41,8 @@ from tests.broker_support import (  # noqa: E402
     policy_text,
 )
 from tests.support import free_port  # noqa: E402
+
+from enclavia.crypto.signing import SigningKey  # noqa: E402
 
 RULES = "secrets:\n  - path: models/*\n    allow: [good-build]\n    condition: '!claims.debug'\n"
 SECRET = b"\x42" * 32
@@ -51,7 +52,7 @@ def _pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def _summary(name: str, latencies: list[float], seconds: float, errors: int) -> dict[str, Any]:
@@ -107,7 +108,9 @@ def _start_broker(db_url: str, home: Path, policy: str, workers: int) -> tuple[s
     raise SystemExit("broker did not start:\n" + (home / "broker.log").read_text()[-2000:])
 
 
-async def _http_load(url: str, platform: SigningKey, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+async def _http_load(
+    url: str, platform: SigningKey, concurrency: int, seconds: float, warmup: float
+) -> dict[str, Any]:
     from enclavia.crypto.kbs import open_secret, release_aad
 
     enclaves = [make_enclave(platform) for _ in range(concurrency)]
@@ -127,7 +130,9 @@ async def _http_load(url: str, platform: SigningKey, concurrency: int, seconds: 
                     bundle = enclave.attestation_bundle(bytes.fromhex(nonce)).to_json()
                     r = await http.post("/kbs/v1/attest", json={"bundle": bundle})
                     token = r.json()["token"]
-                    r = await http.get("/kbs/v1/secrets/models/bench", headers={"authorization": f"Bearer {token}"})
+                    r = await http.get(
+                        "/kbs/v1/secrets/models/bench", headers={"authorization": f"Bearer {token}"}
+                    )
                     out = r.json()
                     aad = release_aad(out["path"], out["version"], out["policy_revision"], out["jti"])
                     value = open_secret(
@@ -137,7 +142,7 @@ async def _http_load(url: str, platform: SigningKey, concurrency: int, seconds: 
                         aad,
                     )
                     assert value == SECRET
-                except Exception:  # noqa: BLE001 - counted, the run goes on
+                except Exception:
                     errors += 1
                     continue
                 t1 = time.monotonic()
@@ -153,7 +158,9 @@ def run_http(store: str, db_url: str, concurrency: int, seconds: float, workers:
     measurement = make_enclave(platform).manifest_digest
     with tempfile.TemporaryDirectory(prefix="bench-broker-") as tmp:
         home = Path(tmp)
-        proc, url = _start_broker(db_url, home, policy_text(platform, measurement, secrets_yaml=RULES), workers)
+        proc, url = _start_broker(
+            db_url, home, policy_text(platform, measurement, secrets_yaml=RULES), workers
+        )
         try:
             r = httpx.post(
                 url + "/kbs/v1/admin/secrets/models/bench",
@@ -200,7 +207,7 @@ def run_inprocess(store: str, db_url: str, concurrency: int, seconds: float) -> 
                     bundle = enclave.attestation_bundle(bytes.fromhex(nonce)).to_json()
                     token = service.attest(json.dumps({"bundle": bundle}).encode())["token"]
                     service.release("models/bench", "Bearer " + token)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     with lock:
                         errors += 1
                     continue
@@ -248,7 +255,10 @@ def main() -> None:
     finally:
         schemas.drop_all()
     print()
-    print(f"concurrency {args.concurrency}, {args.seconds:.0f} s measured after 2 s warm-up, {os.cpu_count()} CPUs")
+    print(
+        f"concurrency {args.concurrency}, {args.seconds:.0f} s measured after 2 s warm-up, "
+        f"{os.cpu_count()} CPUs"
+    )
     print("| configuration | releases/s | p50 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|")
     for r in results:
