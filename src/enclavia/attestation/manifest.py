@@ -82,10 +82,17 @@ def parse_manifest(data: object) -> ImageManifest:
         raise EvidenceFormatError("manifest dependencies invalid")
     if not isinstance(config, Mapping):
         raise EvidenceFormatError("manifest config invalid")
-    return ImageManifest(
+    manifest = ImageManifest(
         enclavia_version=data["enclavia_version"],
         files=files,
         dependencies=tuple(deps),
         models=models,
         config=config,
     )
+    # The digest must be computable: JSON parsers accept NaN/Infinity (and deep nesting) that canonical
+    # JSON refuses, which would otherwise surface as a ValueError in every verifier that digests it.
+    try:
+        manifest.canonical()
+    except (ValueError, TypeError, RecursionError):
+        raise EvidenceFormatError("manifest is not canonical JSON") from None
+    return manifest

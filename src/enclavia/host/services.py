@@ -36,7 +36,7 @@ class FileBlobs:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def _path(self, name: str) -> Path | None:
-        m = NAME_RE.match(name)
+        m = NAME_RE.fullmatch(name)  # not .match: "$" also matches before a trailing newline
         if m is None:
             return None
         if m.group(3):
@@ -69,7 +69,7 @@ class FileBlobs:
                 path.unlink()
 
     def list(self, prefix: str) -> list[str]:
-        m = PREFIX_RE.match(prefix)
+        m = PREFIX_RE.fullmatch(prefix)
         if m is None or not m.group(1):
             return []
         base = self.root / m.group(1)

@@ -117,7 +117,7 @@ def parse_policy(text: str) -> Policy:
         raise PolicyLoadError("policy too large")
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise PolicyLoadError("policy is not valid YAML") from None
     if not isinstance(doc, Mapping):
         raise PolicyLoadError("policy must be a mapping")

@@ -276,7 +276,7 @@ def parse_classification(text: str | bytes) -> Classification:
         raise _fail("manifest too large")
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise _fail("manifest is not valid YAML") from None
     doc = _mapping(doc, "manifest")
     _only(doc, {"version", "classes", "entities", "routes", "egress", "requesters"}, "manifest")

@@ -28,7 +28,7 @@ OPS: Final = frozenset(b"PGDL")
 
 
 def valid_name(name: str, *, prefix: bool = False) -> bool:
-    return bool((PREFIX_RE if prefix else NAME_RE).match(name))
+    return bool((PREFIX_RE if prefix else NAME_RE).fullmatch(name))
 
 
 def encode_op(op: bytes, name: str, data: bytes = b"") -> bytes:
