@@ -112,6 +112,9 @@ class Loopback:
         if url.path == "/v1/gateway":
             body = request.read()
             self.gateway_bodies.append(body)
+            if request.headers.get("content-type") != "message/ohttp-req":  # chunked: recorded only
+                problem = {"type": "about:blank", "code": "enclave.unavailable", "status": 503}
+                return httpx.Response(503, json=problem, headers={"content-type": "application/problem+json"})
             return httpx.Response(200, content=self.enclave.handle_gateway(body))
         return httpx.Response(404)
 

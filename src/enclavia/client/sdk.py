@@ -22,6 +22,7 @@ from enclavia.client.stream import InnerStream, open_stream
 from enclavia.client.tlog import TransparencyCheck
 from enclavia.client.verify import VerifiedEnclave, verify_bundle
 from enclavia.crypto.bhttp import Request, decode_response, encode_request
+from enclavia.crypto.hpke import DEFAULT_SUITE
 from enclavia.crypto.ohttp import REQUEST_MEDIA_TYPE, encapsulate_request
 from enclavia.errors import (
     EnclaveUnavailableError,
@@ -232,6 +233,7 @@ class Client:
             self.url + "/v1/gateway",
             key_config=enclave.key_config,
             request=request,
+            suite=DEFAULT_SUITE,
             on_problem=_raise_problem,
             on_complete=complete,
         )
@@ -239,7 +241,8 @@ class Client:
     def _send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         enclave = self.enclave
         request = self._inner(method, path, body)
-        message, ctx = encapsulate_request(enclave.key_config, encode_request(request))
+        # Seal with the suite verify_bundle checked, never the key config's first choice (no downgrade).
+        message, ctx = encapsulate_request(enclave.key_config, encode_request(request), suite=DEFAULT_SUITE)
         resp = self._post("/v1/gateway", message)
         if resp.status_code != 200:
             _raise_problem(resp.content)

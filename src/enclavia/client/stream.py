@@ -21,6 +21,7 @@ from enclavia.crypto.chunked_ohttp import (
     ChunkedResponseOpener,
     encapsulate_chunked_request,
 )
+from enclavia.crypto.hpke import Suite
 from enclavia.crypto.ohttp import KeyConfig
 from enclavia.errors import MalformedMessageError, StreamTruncatedError, TransportError
 
@@ -117,8 +118,9 @@ def open_stream(
     request: Request,
     on_problem: Callable[[bytes], None],
     on_complete: Callable[[InnerStream], None] | None = None,
+    suite: Suite | None = None,
 ) -> InnerStream:
-    message, opener = encapsulate_chunked_request(key_config, encode_request(request))
+    message, opener = encapsulate_chunked_request(key_config, encode_request(request), suite=suite)
     try:
         response = http.send(
             http.build_request(
