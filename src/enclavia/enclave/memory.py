@@ -226,31 +226,43 @@ class Cost:
     def __add__(self, other: Cost) -> Cost:
         return Cost(self.rss + other.rss, self.data + other.data, self.vas + other.vas)
 
-    def scaled(self, size: int) -> Cost:
-        return Cost(int(self.rss * size), int(self.data * size), int(self.vas * size))
-
 
 def _mib(rss: float, data: float, vas: float) -> Cost:
     return Cost(int(rss * MIB), int(data * MIB), int(vas * MIB))
 
 
-# Measured import cost of each runtime over a classifier-only enclave (benchmarks/memory_budget.py
-# --calibrate; MiB resident, private, address space).
+# Measured import cost of each runtime over a classifier-only enclave (MiB resident, private, address space;
+# `benchmarks/memory_budget.py --calibrate`, x86-64 Linux, CPython 3.11, one BLAS/OpenMP thread).
 RUNTIME_COST: Final = {
-    "torch": _mib(232, 120, 473),
-    "sentence-transformers": _mib(202, 239, 329),
-    "spacy": _mib(60, 33, 89),
-    "presidio": _mib(156, 202, 276),
+    "torch": _mib(233, 120, 474),
+    "sentence-transformers": _mib(203, 201, 292),
+    "spacy": _mib(63, 36, 91),
+    "presidio": _mib(155, 163, 237),
     "llama.cpp": _mib(18, 1, 25),
 }
-# Measured memory per artifact byte while loading and serving a representative request (peak, not resident
-# after): linear JSON is parsed into Python floats first; safetensors weights are copied into torch
-# tensors; GGUF weights are read into memory (no mmap) plus a 2048-token KV cache.
+
+
+@dataclass(frozen=True)
+class Factor:
+    """Memory per artifact byte (resident, private, address space) while loading and serving a request."""
+
+    rss: float
+    data: float
+    vas: float
+
+    def of(self, size: int) -> Cost:
+        return Cost(int(self.rss * size), int(self.data * size), int(self.vas * size))
+
+
+# Same calibration, per artifact byte, peak while loading and answering a representative request: linear JSON
+# is parsed into Python floats first (about 6x); safetensors weights are copied into torch tensors; the spaCy
+# model directory unpacks into vectors and tables; GGUF weights are read into memory (no mmap) plus a
+# 2048-token KV cache.
 ARTIFACT_FACTOR: Final = {
-    "linear": Cost(6, 6, 6),
-    "embeddings": Cost(2, 2, 5),
-    "ner": Cost(4, 5, 5),
-    "gguf": Cost(2, 2, 3),
+    "linear": Factor(6.0, 6.0, 6.0),
+    "embeddings": Factor(1.6, 1.7, 4.6),
+    "ner": Factor(3.6, 2.7, 2.7),
+    "gguf": Factor(1.4, 1.95, 2.5),
 }
 RUNTIMES_FOR: Final = {
     "linear": (),
@@ -318,7 +330,7 @@ def estimate(artifacts: Sequence[Artifact], baseline: MemoryStatus | None = None
     load = Cost(0, 0, 0)
     for a in artifacts:
         runtimes.update(RUNTIMES_FOR[a.kind])
-        load = load + ARTIFACT_FACTOR[a.kind].scaled(a.size)
+        load = load + ARTIFACT_FACTOR[a.kind].of(a.size)
     fixed = Cost(0, 0, 0)
     for name in sorted(runtimes):
         fixed = fixed + RUNTIME_COST[name]
