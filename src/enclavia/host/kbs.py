@@ -83,14 +83,14 @@ class KbsRelay:
         delay = self.initial_backoff_s
         while True:
             if self.supervisor is not None and not self.supervisor.up:
-                self._done.clear()
+                self._set_ready(False)
                 await asyncio.sleep(0.1)
                 continue
             generation = self._current_generation()
             if generation == self._generation:
                 await asyncio.sleep(0.2)
                 continue
-            self._done.clear()
+            self._set_ready(False)  # a new enclave process holds none of its secrets yet
             self.attempts += 1
             try:
                 with span("enclavia.host.kbs_release", enclavia__stage="release"):
@@ -119,6 +119,14 @@ class KbsRelay:
                 self.metrics.secrets_ready.set(1)
             delay = self.initial_backoff_s
             log.info("host.kbs", stage="complete", outcome="ok", attempt=self.attempts, secrets=count)
+
+    def _set_ready(self, ready: bool) -> None:
+        if ready:
+            self._done.set()
+        else:
+            self._done.clear()
+        if self.metrics is not None:
+            self.metrics.secrets_ready.set(1 if ready else 0)
 
     async def _broker(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         assert self._client is not None
