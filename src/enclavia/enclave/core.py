@@ -126,7 +126,7 @@ class Enclave:
                 measurement=self.manifest_digest,
                 model=model,
                 model_sha256=model_sha256,
-                policy_revision=getattr(self.key_release, "policy_revision", None),
+                policy_revision=self.key_release.policy_revision,
             )
         )
 

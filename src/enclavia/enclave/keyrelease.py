@@ -48,6 +48,8 @@ class KeyRelease:
         self._key = gateway_key
         self._sealed = {m.secret_path: m for m in models.values() if isinstance(m, SealedModel)}
         self._log = log or (lambda *a, **k: None)
+        # Broker policy revision of the last secret installed (receipts name it; None until a release).
+        self.policy_revision: int | None = None
 
     def needed(self) -> list[dict[str, Any]]:
         return [
@@ -98,4 +100,5 @@ class KeyRelease:
             model.unseal(dek)
         except ArtifactError:
             raise DecryptionError("sealed model does not load") from None
+        self.policy_revision = revision
         return path, version
