@@ -118,7 +118,13 @@ class KeyRing:
                 dek = aead.generate_key()
                 self._wrapped[dek_id] = wrap_dek(kek, self.kek_id, dek_id, dek)
                 if persist:
-                    self._persist()
+                    try:
+                        self._persist()
+                    except BaseException:
+                        # The keyring write failed (disk full, store down): forget the new DEK, or later
+                        # calls would encrypt with a key no restart can recover (silent data loss).
+                        del self._wrapped[dek_id]
+                        raise
                 else:
                     self._dirty = True
             else:
