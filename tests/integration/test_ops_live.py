@@ -100,8 +100,46 @@ def test_spans_link_client_host_enclave_and_broker_without_content(deployment: D
     assert "models/" not in json.dumps(same)
 
 
-def _deployment_yaml(d: Deployment, path: Path) -> Path:
-    path.write_text(
+def _log_server(tmp_path: Path, digest_hex: str) -> tuple[Any, str, str, str]:
+    """`enclavia log serve` with one signed release of the digest: (process, url, log key, release key)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.ops_support import Proc, wait_for
+    from tests.release.helpers import Authority
+    from tests.support import free_port
+
+    key = tmp_path / "log.key"
+    from enclavia.release.keys import write_keypair
+
+    log_pub = write_keypair(key).hex()
+    port = free_port()
+    token = "t" * 40
+    cmd = [sys.executable, "-m", "enclavia.cli.main", "log", "serve", "--key", str(key),
+           "--db", f"sqlite:///{tmp_path / 'tlog.db'}", "--listen", f"127.0.0.1:{port}"]  # fmt: skip
+    log_path = tmp_path / "tlog.log"
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, "ENCLAVIA_LOG_ADMIN_TOKEN": token}, stdout=out, stderr=out
+        )
+    server = Proc(f"http://127.0.0.1:{port}", proc, log_path)
+    wait_for(server.url + "/healthz", server)
+    authority = Authority()
+    release = tmp_path / "release.json"
+    release.write_bytes(authority.release(bytes.fromhex(digest_hex)).encode())
+    appended = subprocess.run(
+        [sys.executable, "-m", "enclavia.cli.main", "log", "append", "--url", server.url,
+         "--release", str(release)],
+        env={**os.environ, "ENCLAVIA_LOG_ADMIN_TOKEN": token}, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert appended.returncode == 0, appended.stderr
+    return server, server.url, log_pub, authority.release_key.public_bytes.hex()
+
+
+def _deployment_yaml(d: Deployment, path: Path, tlog: tuple[str, str, str] | None = None) -> Path:
+    text = (
         "name: clinical-risk (test)\n"
         "tee: simulated\n"
         "classification: default\n"
@@ -109,6 +147,10 @@ def _deployment_yaml(d: Deployment, path: Path) -> Path:
         f"hosts:\n  - {{name: host-a, url: '{d.host.url}'}}\n"
         f"broker: {{url: '{d.broker.url}', replicas: 1, store: sqlite}}\n"
     )
+    if tlog is not None:
+        url, key, release_key = tlog
+        text += f"transparency_log: {{url: '{url}', public_key: '{key}', release_keys: ['{release_key}']}}\n"
+    path.write_text(text)
     return path
 
 
@@ -132,7 +174,11 @@ def test_auditor_report_renders_signs_and_lands_in_the_ledger(
     key = tmp_path / "report.key"
     assert runner.invoke(app, ["evidence", "keygen", "--out", str(key)]).exit_code == 0
     out = tmp_path / "report"
-    dep = _deployment_yaml(d, tmp_path / "dep.yaml")
+    from tests.ops_support import served_measurement
+
+    tlog, url, log_key, release_key = _log_server(tmp_path, served_measurement(d.host.url))
+    d.extra.append(tlog)
+    dep = _deployment_yaml(d, tmp_path / "dep.yaml", (url, log_key, release_key))
     result = runner.invoke(
         app,
         ["evidence", "report", "--out", str(out), "--deployment", str(dep), "--signing-key", str(key),
@@ -147,6 +193,8 @@ def test_auditor_report_renders_signs_and_lands_in_the_ledger(
     evidence = json.loads((out / "evidence.json").read_text())
     host = evidence["hosts"][0]
     assert host["attested"] and host["measurement"][:24] in html
+    assert host["transparency_log"] == {"included": True, "release": "1.0.0", "index": 0, "tree_size": 1}
+    assert evidence["status"]["tlog_ok"] is True and "all included" in html
     assert evidence["ledger_independent"]["ok"] and evidence["broker"]["ledger"]["verification"]["ok"]
     assert "<svg" in html and "Data flow: clinical-risk (test)" in html
     needles = (

@@ -7,7 +7,7 @@ Deployment config (YAML; ``deploy/deployment.example.yaml``)::
     tee: sev-snp                              # what the enclaves run on (simulated in development)
     hosts: [{name: host-a, url: https://host-a.internal}]
     broker: {url: https://kbs.internal, replicas: 2, store: postgresql}
-    transparency_log: {url: https://tlog.internal, public_key: <hex>}   # optional
+    transparency_log: {url: https://tlog.internal, public_key: <hex>, release_keys: [<hex>]}  # optional
     clients: [EHR integration, analytics notebook]                      # optional, names only
 
 The picture shows the parties (clients, untrusted hosts, the attested enclave, the key broker, the
@@ -54,6 +54,7 @@ class Deployment:
     tlog_url: str | None
     tlog_public_key: str | None
     clients: tuple[str, ...] = field(default=())
+    tlog_release_keys: tuple[str, ...] = field(default=())
 
     @property
     def simulated(self) -> bool:
@@ -106,6 +107,7 @@ def parse_deployment(text: str, base: Path | None = None) -> Deployment:
         tlog_url=_str(tlog, "url"),
         tlog_public_key=_str(tlog, "public_key"),
         clients=tuple(clients),
+        tlog_release_keys=tuple(str(k) for k in tlog.get("release_keys") or ()),
     )
 
 

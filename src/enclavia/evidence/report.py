@@ -86,6 +86,7 @@ def _attest_host(url: str, policy_text: str, sources: Sources) -> dict[str, Any]
             "tlog": tlog_url,
             "tlog_key": tlog_key or bytes.fromhex(sources.deployment.tlog_public_key or ""),
             "tlog_state": MemoryTreeHeadStore(),
+            "release_keys": [bytes.fromhex(k) for k in sources.deployment.tlog_release_keys],
         }
     out: dict[str, Any] = {"url": url}
     try:
