@@ -124,8 +124,8 @@ class BrokerMetrics:
         )
         self.latency = Histogram(
             "enclavia_broker_request_seconds",
-            "Broker request latency",
-            ["route"],
+            "Broker request latency by route and outcome (ok or the error code)",
+            ["route", "outcome"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=r,
         )
@@ -863,9 +863,10 @@ class _Timer:
     metrics: BrokerMetrics
     route: str
     start: float = field(default_factory=time.perf_counter)
+    outcome: str = "ok"
 
     def done(self) -> None:
-        self.metrics.latency.labels(self.route).observe(time.perf_counter() - self.start)
+        self.metrics.latency.labels(self.route, self.outcome).observe(time.perf_counter() - self.start)
 
 
 def create_app(service: BrokerService) -> FastAPI:  # noqa: PLR0915 - one closure per route
@@ -906,6 +907,7 @@ def create_app(service: BrokerService) -> FastAPI:  # noqa: PLR0915 - one closur
         try:
             return ok(await run_in_threadpool(fn, *args), status)
         except EnclaviaError as err:
+            timer.outcome = err.code
             return problem(err)
         finally:
             timer.done()
