@@ -8,6 +8,8 @@ http:       `enclavia broker serve --workers N` as real processes; a client proc
             attestation bundle for every challenge, and opens every release with the enclave's HPKE key).
 inprocess:  the same three calls on BrokerService from `concurrency` threads: no HTTP, no event loop. The
             difference is the cost of the HTTP layer on this machine.
+ceiling:    the same client against three no-op FastAPI routes on the same server stack: the most complete
+            flows per second this machine's HTTP stack (uvicorn/h11, httpx) allows, whatever the broker does.
 
 One release = one complete flow (3 round trips, 3 audit records). Latency is per complete flow.
 Target (issue 4): >= 500 releases/s and p99 < 50 ms on PostgreSQL at concurrency 32.
@@ -175,6 +177,78 @@ def run_http(store: str, db_url: str, concurrency: int, seconds: float, workers:
     return _summary(f"http {store} (broker workers={workers})", res["latencies"], seconds, res["errors"])
 
 
+# -- HTTP ceiling ----------------------------------------------------------------------------------
+
+
+def noop_app() -> Any:
+    """uvicorn factory: three no-op routes shaped like the KBS ones (the machine's HTTP ceiling)."""
+    from fastapi import FastAPI
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import Response
+
+    app = FastAPI()
+
+    def work() -> bytes:
+        return b'{"nonce":"00","token":"t"}'
+
+    @app.post("/kbs/v1/challenge")
+    @app.post("/kbs/v1/attest")
+    @app.get("/kbs/v1/secrets/models/bench")
+    async def noop() -> Response:
+        return Response(await run_in_threadpool(work), media_type="application/json")
+
+    return app
+
+
+async def _ceiling_load(url: str, concurrency: int, seconds: float, warmup: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    start = time.monotonic()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
+
+        async def worker() -> None:
+            while (t0 := time.monotonic()) < stop_at:
+                await http.post("/kbs/v1/challenge")
+                await http.post("/kbs/v1/attest", content=b"{}")
+                await http.get("/kbs/v1/secrets/models/bench")
+                t1 = time.monotonic()
+                if t0 >= measure_from and t1 <= stop_at:
+                    latencies.append(t1 - t0)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {"latencies": latencies, "errors": 0}
+
+
+def run_ceiling(concurrency: int, seconds: float, workers: int) -> dict[str, Any]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "benchmarks"), "--factory"]
+    cmd += [
+        "broker_release:noop_app",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(cmd)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.post(url + "/kbs/v1/challenge", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        res = asyncio.run(_ceiling_load(url, concurrency, seconds, warmup=2.0))
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    return _summary(f"http ceiling: 3 no-op requests (workers={workers})", res["latencies"], seconds, 0)
+
+
 # -- in-process ------------------------------------------------------------------------------------
 
 
@@ -231,13 +305,21 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--stores", default="sqlite,postgresql")
-    ap.add_argument("--mode", default="http,inprocess")
+    ap.add_argument("--mode", default="ceiling,http,inprocess")
     args = ap.parse_args()
     schemas = PgSchemas()
     results = []
     try:
+        if "ceiling" in args.mode.split(","):
+            res = run_ceiling(args.concurrency, args.seconds, args.workers)
+            results.append(res)
+            print(
+                f"{res['config']:<40} {res['per_s']:8.1f} flows/s   p99 {res['p99_ms']:7.1f} ms", flush=True
+            )
         for store in args.stores.split(","):
             for mode in args.mode.split(","):
+                if mode == "ceiling":
+                    continue
                 if store == "sqlite":
                     db_url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-sqlite-')}/broker.db"
                 else:

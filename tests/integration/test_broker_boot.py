@@ -48,7 +48,7 @@ def pg_schemas() -> Iterator[PgSchemas]:
     schemas.drop_all()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_schemas: PgSchemas) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'broker.db'}"

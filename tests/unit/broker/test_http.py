@@ -207,6 +207,7 @@ class _Proxy:
         self.listener.close()
 
 
+@pytest.mark.postgres
 def test_database_going_down_mid_flight_is_503(tmp_path: Path, pg_schemas: object) -> None:
     url = pg_schemas.new()  # type: ignore[attr-defined]
     proxy = _Proxy()
