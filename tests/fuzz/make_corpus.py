@@ -5,7 +5,8 @@
 For every target in tests/fuzz/targets.py: a few real inputs (``valid-*``: the target must accept them on
 replay), real vendor evidence where it exists (``real-*``), hand-made hostile inputs (``attack-*``), and
 deterministic mutations of the real ones (``mut-*``, fixed seed). Seeds that involve fresh randomness (HPKE
-encapsulations, the fuzz enclave's key) differ from run to run; every version replays the same way. Vendor evidence comes from ../shared/vectors (see each SOURCE.md for its provenance).
+encapsulations, the fuzz enclave's key) differ from run to run; every version replays the same way.
+Vendor evidence comes from ../shared/vectors (see each SOURCE.md for its provenance).
 """
 
 from __future__ import annotations
