@@ -40,15 +40,15 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "client.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision"}),
     "client.attestation_failed": frozenset({"error_code"}),
     "client.retry": frozenset({"reason"}),
-    "release.rollout": frozenset(
-        {"step", "outcome", "error_code", "policy_revision", "tee", "release", "manifest_digest"}
-    ),
     # the local attesting proxy (enclavia.client.proxy): no bodies, prompts, paths beyond the fixed routes
     "proxy.started": frozenset({"listen", "upstream"}),
     "proxy.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision", "key_id"}),
     "proxy.attestation_failed": frozenset({"error_code"}),
     "proxy.request": frozenset(
         {"route", "status", "outcome", "error_code", "stream", "bytes_in", "bytes_out", "duration_ms"}
+    ),
+    "release.rollout": frozenset(
+        {"step", "outcome", "error_code", "policy_revision", "tee", "release", "manifest_digest"}
     ),
     "release.drift": frozenset({"kind", "tee", "measurement", "manifest_digest", "log_index", "release"}),
     "broker.event": frozenset(
