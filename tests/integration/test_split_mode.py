@@ -28,7 +28,6 @@ from enclavia.crypto.ohttp import encapsulate_request
 from enclavia.policy.document import parse_policy
 from tests.support import Served, free_port, start_served
 
-pytest.importorskip("presidio_analyzer")
 pytestmark = pytest.mark.slow
 
 TOKENS = {name: "tok-" + secrets.token_hex(16) for name in ("doctor", "analyst", "no_egress")}

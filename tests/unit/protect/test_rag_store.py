@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,8 @@ def embed(texts: list[str]) -> np.ndarray:
     out = np.zeros((len(texts), DIM), dtype=np.float32)
     for i, t in enumerate(texts):
         for w in t.lower().split():
-            out[i, hash(w) % DIM] += 1.0
+            # zlib.crc32, not hash(): str hashing is salted per process (PYTHONHASHSEED).
+            out[i, zlib.crc32(w.encode()) % DIM] += 1.0
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
 
 
