@@ -17,10 +17,9 @@ from hashlib import sha256
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 from enclavia.errors import CryptoError, DecryptionError, InvalidPublicKeyError, UnsupportedSuiteError
 
@@ -109,7 +108,14 @@ def kdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
     """HKDF-Expand with SHA-256; ``length`` above 255 * Nh is a programming error (ValueError)."""
     if not 0 < length <= 255 * N_H:
         raise ValueError("HKDF-Expand length out of range")
-    return HKDFExpand(algorithm=hashes.SHA256(), length=length, info=info).derive(prk)
+    # RFC 5869 section 2.3 with the standard library's C HMAC: several times faster per call than building
+    # an HKDFExpand object, and HPKE + OHTTP make seven of these per request.
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), sha256).digest()
+        out += block
+        counter += 1
+    return out[:length]
 
 
 def _labeled_extract(suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> bytes:

