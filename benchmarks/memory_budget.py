@@ -105,7 +105,7 @@ def snap():
 out = {"base": snap()}
 for step in sys.argv[1:]:
     if step == "torch": import torch
-    elif step == "sentence-transformers": import sentence_transformers
+    elif step == "transformers": import transformers; from transformers import AutoModel, AutoTokenizer
     elif step == "spacy": import spacy
     elif step == "presidio": import presidio_analyzer
     elif step == "llama.cpp": import xllamacpp
@@ -127,7 +127,7 @@ print(json.dumps(out))
 def calibrate() -> None:
     env = {**os.environ, "GGUF": str(chat_model_path())}
     chains = [
-        ["torch", "sentence-transformers", "embeddings"],
+        ["torch", "transformers", "embeddings"],
         ["torch", "spacy", "presidio", "ner"],
         ["llama.cpp", "gguf"],
     ]

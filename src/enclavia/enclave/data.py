@@ -182,11 +182,7 @@ def build_data_api(
     embed: Embed | None = None
     dim = 0
     if embedder is not None:
-        model = embedder._model  # sentence-transformers model: numpy out, no list round trip
-
-        def embed(texts: list[str]) -> npt.NDArray[np.float32]:
-            vectors = model.encode(texts, convert_to_numpy=True, normalize_embeddings=True, batch_size=32)
-            return np.asarray(vectors, dtype=np.float32)
+        embed = embedder.embed_array  # numpy out, no list round trip
 
         dim = int(embedder.dimensions)
     egress = None

