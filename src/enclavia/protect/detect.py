@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from enclavia.protect.entities import ENTITY_TYPES
+from enclavia.protect.names import refine_names
 
 __all__ = ["NER_MODEL_ID", "NER_MODEL_SHA256", "Detector", "Span", "ner_model_digest", "ner_model_dir"]
 
@@ -181,11 +182,16 @@ class Detector:
             return []
         with self._lock:
             results = self._engine.analyze(text=text, language="en", score_threshold=self.threshold)
-        candidates: list[Span] = []
+        cleaned: list[tuple[int, int, str, float]] = []
         for r in results:
             span = _clean(text, r.entity_type, r.start, r.end, float(r.score))
-            if span is not None and (entities is None or span.type in entities):
-                candidates.append(span)
+            if span is not None:
+                cleaned.append((span.start, span.end, span.type, span.score))
+        candidates = [
+            Span(s, e, t, score)
+            for s, e, t, score in refine_names(text, cleaned)
+            if entities is None or t in entities
+        ]
         return resolve_overlaps(candidates)
 
 
