@@ -58,9 +58,10 @@ def _context_spans(text: str) -> Iterable[tuple[int, int]]:
     for pattern in (_HONORIFIC, _ROLE):
         for m in pattern.finditer(text):
             yield m.span(1)
-    for m in _SPEAKER.finditer(text):
-        if m.group(1).lower() not in _LABELS:
-            yield m.span(1)
+    # Speaker labels count only in a dialogue: two turns or more.
+    speakers = [m for m in _SPEAKER.finditer(text) if m.group(1).lower() not in _LABELS]
+    if len(speakers) >= 2:
+        yield from (m.span(1) for m in speakers)
 
 
 def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -84,6 +85,9 @@ def refine_names(text: str, spans: Spans) -> Spans:
     for m in _LIST.finditer(text):
         items = [w.span() for w in _WORD.finditer(m.group())]
         items = [(m.start() + a, m.start() + b) for a, b in items]
+        # "Smith, Jones and Brown" alone is the usual shape of a firm's name; a colon introduces a list.
+        if len(items) < 4 and not re.search(r":[ \t]*$", text[: m.start()]):
+            continue
         if any(t == "PERSON" and any(_overlaps((s, e), it) for it in items) for s, e, t, _ in out):
             out = [x for x in out if not (x[2] == "ORGANIZATION" and _overlaps((x[0], x[1]), m.span()))]
             out.extend((a, b, "PERSON", PERSON_CONTEXT_SCORE) for a, b in items)
