@@ -48,6 +48,21 @@ _LABELS = frozenset(
      "shipping address", "sent", "reply", "important", "example", "translation", "source", "url"}
 )  # fmt: skip
 _MIDDLE_INITIAL = re.compile(rf"^{_CAPW}[ ]{_INITIAL}[ ]{_CAPW}$")
+_TWO_WORDS = re.compile(rf"^{_CAPW}[ ](?:{_INITIAL}[ ])?{_CAPW}$")
+# Words that make a capitalised pair an organisation, a publication or a place rather than a person.
+_ORG_WORDS = frozenset(
+    (
+        "inc corp corporation co company llc ltd limited gmbh ag sa plc group holdings technologies "
+        "technology tech systems software solutions services partners consulting capital bank financial "
+        "insurance labs media networks analytics health healthcare hospital clinic university college "
+        "school institute foundation trust association society club orchestra band records weekly daily "
+        "times news post journal magazine review press radio tv agency force army navy police council "
+        "committee department ministry office court party church airlines air motors energy power "
+        "pharma foods industries international global ventures entertainment studios pictures games "
+        "sports united city county state street avenue road square park river lake mountain island "
+        "north south east west northern southern eastern western central new saint st san santa fort "
+    ).split()
+)
 _LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW})+,?[ ]and[ ]{_CAPW}\b")
 _WORD = re.compile(rf"{_CAPW}")
 
@@ -68,6 +83,15 @@ def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+def _looks_personal(value: str) -> bool:
+    """An ORGANIZATION guess shaped like a person's name: "Given Family" or "Given X Family", no org words."""
+    if _MIDDLE_INITIAL.match(value):
+        return True
+    if not _TWO_WORDS.match(value):
+        return False
+    return not any(w.lower().strip(".") in _ORG_WORDS for w in value.split())
+
+
 def _as_person(span: tuple[int, int, str, float]) -> tuple[int, int, str, float]:
     return (span[0], span[1], "PERSON", max(span[3], PERSON_CONTEXT_SCORE))
 
@@ -75,8 +99,7 @@ def _as_person(span: tuple[int, int, str, float]) -> tuple[int, int, str, float]
 def refine_names(text: str, spans: Spans) -> Spans:
     """Add and relabel PERSON spans; returns a new candidate list (overlaps are resolved afterwards)."""
     out: Spans = [
-        _as_person(x) if x[2] == "ORGANIZATION" and _MIDDLE_INITIAL.match(text[x[0] : x[1]]) else x
-        for x in spans
+        _as_person(x) if x[2] == "ORGANIZATION" and _looks_personal(text[x[0] : x[1]]) else x for x in spans
     ]
     for s, e in _context_spans(text):
         out.append((s, e, "PERSON", PERSON_CONTEXT_SCORE))
