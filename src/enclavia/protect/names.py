@@ -50,19 +50,18 @@ _LABELS = frozenset(
 _MIDDLE_INITIAL = re.compile(rf"^{_CAPW}[ ]{_INITIAL}[ ]{_CAPW}$")
 _TWO_WORDS = re.compile(rf"^{_CAPW}[ ](?:{_INITIAL}[ ])?{_CAPW}$")
 # Words that make a capitalised pair an organisation, a publication or a place rather than a person.
-_ORG_WORDS = frozenset(
-    (
-        "inc corp corporation co company llc ltd limited gmbh ag sa plc group holdings technologies "
-        "technology tech systems software solutions services partners consulting capital bank financial "
-        "insurance labs media networks analytics health healthcare hospital clinic university college "
-        "school institute foundation trust association society club orchestra band records weekly daily "
-        "times news post journal magazine review press radio tv agency force army navy police council "
-        "committee department ministry office court party church airlines air motors energy power "
-        "pharma foods industries international global ventures entertainment studios pictures games "
-        "sports united city county state street avenue road square park river lake mountain island "
-        "north south east west northern southern eastern western central new saint st san santa fort "
-    ).split()
+_ORG_WORD_TABLE: Final = (
+    "inc corp corporation co company llc ltd limited gmbh ag sa plc group holdings technologies "
+    "technology tech systems software solutions services partners consulting capital bank financial "
+    "insurance labs media networks analytics health healthcare hospital clinic university college "
+    "school institute foundation trust association society club orchestra band records weekly daily "
+    "times news post journal magazine review press radio tv agency force army navy police council "
+    "committee department ministry office court party church airlines air motors energy power "
+    "pharma foods industries international global ventures entertainment studios pictures games "
+    "sports united city county state street avenue road square park river lake mountain island "
+    "north south east west northern southern eastern western central new saint st san santa fort "
 )
+_ORG_WORDS = frozenset(_ORG_WORD_TABLE.split())
 _LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW})+,?[ ]and[ ]{_CAPW}\b")
 _WORD = re.compile(rf"{_CAPW}")
 
