@@ -36,6 +36,19 @@ _ROLE = re.compile(
     r"colleague|boss|manager|neighbou?r|doctor|lawyer|tenant|landlord|guardian))[ ,]+)"
     rf"({_NAME})"
 )
+# Speech verbs, "last name? X", "X's daughter", credits ("Directed by: X").
+_SPEECH = re.compile(
+    r"(?i:\b(?:said|says|asked|asks|told|tells|replied|shouted[ ]at|yelled[ ]at|whispered[ ]to|"
+    r"(?:last|first|family|given|middle|maiden|full|sur)[ ]?name(?:[ ]is|[ ]was)?[?:]?|"
+    r"(?:directed|written|produced|composed|narrated|performed|illustrated|edited)[ ]by:?)[ \t]+)"
+    rf"({_NAME})"
+)
+_GENITIVE = re.compile(
+    rf"\b({_NAME})['’]s[ ](?i:kid|child|children|son|daughter|wife|husband|partner|brother|sister|mother|"
+    r"father|mom|dad|family|friend|boss)\b"
+)
+# A line of its own holding only "Given [X] Family": the name line of a letterhead, a signature or an address.
+_NAME_LINE = re.compile(rf"(?m)^[ \t>?]*({_CAPW}[ ](?:{_INITIAL}[ ])?{_CAPW}(?:[ ]{_CAPW})?)[ \t]*$")
 _SPEAKER = re.compile(rf"(?m)^[ \t>]*({_CAPW}(?:[ ]{_CAPW})?)[ \t]*:(?=[ \t]*[\"“]?[A-Za-z])")
 # Line-start labels that are not speakers.
 _LABELS = frozenset(
@@ -60,6 +73,8 @@ _ORG_WORD_TABLE: Final = (
     "pharma foods industries international global ventures entertainment studios pictures games "
     "sports united city county state street avenue road square park river lake mountain island "
     "north south east west northern southern eastern western central new saint st san santa fort "
+    "port bay beach town village valley hills heights springs falls costa puerto el hong saudi sri "
+    "czech republic kingdom emirates islands info personal "
 )
 _ORG_WORDS = frozenset(_ORG_WORD_TABLE.split())
 _LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW})+,?[ ]and[ ]{_CAPW}\b")
@@ -69,7 +84,7 @@ Spans = list[tuple[int, int, str, float]]
 
 
 def _context_spans(text: str) -> Iterable[tuple[int, int]]:
-    for pattern in (_HONORIFIC, _ROLE):
+    for pattern in (_HONORIFIC, _ROLE, _SPEECH, _GENITIVE):
         for m in pattern.finditer(text):
             yield m.span(1)
     # Speaker labels count only in a dialogue: two turns or more.
@@ -102,6 +117,14 @@ def refine_names(text: str, spans: Spans) -> Spans:
     ]
     for s, e in _context_spans(text):
         out.append((s, e, "PERSON", PERSON_CONTEXT_SCORE))
+    if "\n" in text.strip():
+        located = [(s, e) for s, e, t, _ in out if t in {"LOCATION", "STREET_ADDRESS", "ZIP_CODE", "TITLE"}]
+        for m in _NAME_LINE.finditer(text):
+            words = m.group(1).split()
+            if any(w.lower().strip(".") in _ORG_WORDS for w in words):
+                continue
+            if not any(_overlaps(m.span(1), loc) for loc in located):
+                out.append((m.start(1), m.end(1), "PERSON", PERSON_CONTEXT_SCORE))
 
     # Lists of single capitalised words: one PERSON item makes each item a PERSON.
     for m in _LIST.finditer(text):
