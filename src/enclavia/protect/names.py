@@ -48,6 +48,7 @@ _GENITIVE = re.compile(
     r"father|mom|dad|family|friend|boss)\b"
 )
 # A line of its own holding only "Given [X] Family": the name line of a letterhead, a signature or an address.
+_BLOCK_START = re.compile(r"(?:\A|\n)[ \t>?]*(?:\n[ \t>?]*)?\Z")
 _NAME_LINE = re.compile(rf"(?m)^[ \t>?]*({_CAPW}[ ](?:{_INITIAL}[ ])?{_CAPW}(?:[ ]{_CAPW})?)[ \t]*$")
 _SPEAKER = re.compile(rf"(?m)^[ \t>]*({_CAPW}(?:[ ]{_CAPW})?)[ \t]*:(?=[ \t]*[\"“]?[A-Za-z])")
 # Line-start labels that are not speakers.
@@ -120,6 +121,9 @@ def refine_names(text: str, spans: Spans) -> Spans:
     if "\n" in text.strip():
         located = [(s, e) for s, e, t, _ in out if t in {"LOCATION", "STREET_ADDRESS", "ZIP_CODE", "TITLE"}]
         for m in _NAME_LINE.finditer(text):
+            # The first line of a block: of the text, or after a blank line (a company line comes second).
+            if not _BLOCK_START.search(text[: m.start()]):
+                continue
             words = m.group(1).split()
             if any(w.lower().strip(".") in _ORG_WORDS for w in words):
                 continue

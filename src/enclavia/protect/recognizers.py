@@ -67,7 +67,11 @@ _COMPOUND = (
 _CAP = r"[A-ZÀ-ÖØ-ÞĀ-ſ][\w'’.-]*"
 _NUM = r"\d{1,5}[A-Za-z]?\.?"
 # City, region, country and postcode lines after a street: newline- or comma-separated, short, no ':' or '@'.
-_ADDRESS_TAIL = r"(?:(?:[ \t]*,[ \t]*|[ \t]*\n[ \t>?]*)[^\s,:@/()<>][^\n,:@/<>]{0,40}?(?=[ \t]*(?:[,\n]|$|[.?!](?:\s|$)|[ ](?:in|for|after|last|and)[ ])))"
+_UNIT = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.)[ \t]+#?\d{1,5}[A-Za-z]?"
+# Each piece is a unit ("Apt. 12", whose dot ends no sentence) or a short line or comma part; one blank line may
+# separate the pieces of a postal block.
+_ADDRESS_SEP = r"(?:[ \t]*,[ \t]*|[ \t]*\n(?:[ \t>?]*\n)?[ \t>?]*)"
+_ADDRESS_TAIL = rf"(?:{_ADDRESS_SEP}(?:{_UNIT}\b|[^\s,:@/()<>][^\n,:@/<>]{{0,40}}?(?=[ \t]*(?:[,\n]|$|[.?!](?:\s|$)|[ ](?:in|for|after|last|and)[ ]))))"
 _ADDRESS_CONTEXT = (
     "address",
     "located",
@@ -94,7 +98,7 @@ _ADDRESS_CONTEXT = (
 )
 
 _STREET = (
-    rf"(?:\d{{1,6}}[ \t]+)?(?:"
+    rf"(?:\d{{1,6}}[ \t]+){{0,2}}(?:"
     # 123 Main Street / Main Street 12 / Main St.
     rf"(?:{_NUM}[ \t]+)?(?:{_CAP}[ \t]+){{0,3}}{_CAP}[ \t]+(?:{_SUFFIXES})\b\.?(?:[ \t]+{_NUM}(?!\d))?"
     # Rue de la Paix 5, Via Roma 131, ul. Zamkowa 33
@@ -103,7 +107,6 @@ _STREET = (
     rf"|(?:{_CAP}[ \t]+){{0,2}}[\w'’-]*(?i:{_COMPOUND})[ \t]+{_NUM}"
     rf")"
 )
-_UNIT = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.)[ \t]+#?\d{1,5}[A-Za-z]?"
 _MILITARY = (
     r"(?:(?:PSC|Unit|CMR)[ \t]+\d{4},?[ \t]+Box[ \t]+\d{4}|(?:USS|USNS|USNV|USCGC)[ \t]+[A-Z][a-z]+)"
     r"[ \t]*\n?[ \t]*(?:APO|FPO|DPO)[ \t]+(?:AA|AE|AP)[ \t]+\d{5}"
@@ -304,6 +307,14 @@ RULES: Final[tuple[Rule, ...]] = (
         window=40,
     ),
     Rule("STREET_ADDRESS", _re(rf"\b{_UNIT}\b{_ADDRESS_TAIL}{{0,3}}"), 0.82),
+    # "Edeby 55" with no street type, followed by a unit: the shape of a postal block.
+    Rule(
+        "STREET_ADDRESS",
+        _re(
+            rf"(?:\d{{1,6}}[ \t]+)?(?:{_CAP}[ \t]+){{0,2}}{_CAP}[ \t]+\d{{1,5}}\b\.?(?=(?:[ \t]*,[ \t]*|[ \t]+|[ \t]*\n[ \t>?]*){_UNIT}\b){_ADDRESS_TAIL}{{0,5}}"
+        ),
+        0.82,
+    ),
     Rule(
         "ZIP_CODE",
         _re(
