@@ -13,6 +13,7 @@ not word lists of names:
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from typing import Final
@@ -48,6 +49,18 @@ _GENITIVE = re.compile(
     r"father|mom|dad|family|friend|boss)\b"
 )
 # A line of its own holding only "Given [X] Family": the name line of a letterhead, a signature or an address.
+# Job titles: the head noun carries an agent suffix or is a common occupation word.
+_JOB_HEAD = re.compile(
+    r"(?i:[\w'’-]*(?:er|or|ist|ian|ant|ent|eon|ife|man|woman|person|ess|ic|yst|ive|grapher)|nurse|clerk|chef|"
+    r"cook|guard|pilot|judge|secretary|janitor|maid|nanny|agent|coach|aide|staff|head|lead|ceo|cfo|cto)$"
+)
+_JOB = r"[A-Za-zÀ-ÿ][\w'’-]*(?:,?[ ](?:and[ ])?[A-Za-zÀ-ÿ][\w'’-]*){0,5}"
+_AS_JOB = re.compile(
+    r"(?i:\b(?:work(?:ed|s|ing)?|employed|hired|job|served|started)\b[^.\n]{0,60}?\bas[ ](?:an?[ ]|the[ ])?)"
+    rf"({_JOB})(?=[,.;:!?\n]|$)"
+)
+_APPOSITIVE_JOB = re.compile(rf"[{_L}], the ({_JOB}),")
+_LINE = re.compile(r"(?m)^[ \t>?]*([^\n]*?)[ \t]*$")
 _BLOCK_START = re.compile(r"(?:\A|\n)[ \t>?]*(?:\n[ \t>?]*)?\Z")
 _NAME_LINE = re.compile(rf"(?m)^[ \t>?]*({_CAPW}[ ](?:{_INITIAL}[ ])?{_CAPW}(?:[ ]{_CAPW})?)[ \t]*$")
 _SPEAKER = re.compile(rf"(?m)^[ \t>]*({_CAPW}(?:[ ]{_CAPW})?)[ \t]*:(?=[ \t]*[\"“]?[A-Za-z])")
@@ -111,6 +124,30 @@ def _as_person(span: tuple[int, int, str, float]) -> tuple[int, int, str, float]
     return (span[0], span[1], "PERSON", max(span[3], PERSON_CONTEXT_SCORE))
 
 
+def _job_titles(text: str, spans: Spans) -> Spans:
+    """TITLE spans: "worked ... as X", "Name, the X, said", and the line under a letterhead's name line."""
+    found: Spans = []
+    for pattern in (_AS_JOB, _APPOSITIVE_JOB):
+        for m in pattern.finditer(text):
+            if _JOB_HEAD.search(m.group(1)):
+                found.append((m.start(1), m.end(1), "TITLE", PERSON_CONTEXT_SCORE))
+    if "\n" in text:
+        person = {(s, e) for s, e, t, _ in spans if t == "PERSON"}
+        lines = [m.span(1) for m in _LINE.finditer(text) if m.end(1) > m.start(1)]
+        for prev, cur in itertools.pairwise(lines):
+            gap = text[prev[1] : cur[0]]
+            value = text[cur[0] : cur[1]]
+            if (
+                prev in person
+                and gap.count("\n") <= 2
+                and len(value.split()) <= 6
+                and not any(c.isdigit() or c in ":@/" for c in value)
+                and _JOB_HEAD.search(value)
+            ):
+                found.append((cur[0], cur[1], "TITLE", PERSON_CONTEXT_SCORE))
+    return found
+
+
 def refine_names(text: str, spans: Spans) -> Spans:
     """Add and relabel PERSON spans; returns a new candidate list (overlaps are resolved afterwards)."""
     out: Spans = [
@@ -129,6 +166,8 @@ def refine_names(text: str, spans: Spans) -> Spans:
                 continue
             if not any(_overlaps(m.span(1), loc) for loc in located):
                 out.append((m.start(1), m.end(1), "PERSON", PERSON_CONTEXT_SCORE))
+
+    out.extend(_job_titles(text, out))
 
     # Lists of single capitalised words: one PERSON item makes each item a PERSON.
     for m in _LIST.finditer(text):

@@ -353,6 +353,8 @@ RULES: Final[tuple[Rule, ...]] = (
         validator=lambda s: s.split()[0].lower() not in _NOT_NAMES,
     ),
     Rule("TITLE", _re(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra|Herr|Frau|Mme|Mlle)\.?(?=[ ]+[A-ZÀ-Þ])"), 0.6),
+    # Lower-case text: only the abbreviations with their dot ("miss" alone is a verb).
+    Rule("TITLE", _re(r"\b(?:mr|mrs|ms|mx|dr|prof)\.(?=[ ]+[a-zß-ÿ])"), 0.6),
 )
 
 
