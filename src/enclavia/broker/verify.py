@@ -1,85 +1,17 @@
 """Verify the attestation bundle an enclave presents to the broker.
 
-The same checklist as ``client.verify.verify_bundle`` (which the broker may not import: layers), except
-freshness: the broker checks that the bundle's nonce is one of its own outstanding challenges and consumes
-it atomically in the same transaction that records the decision (see ``service.BrokerService.attest``).
+The checks are the client's (``enclavia.policy.bundle``); freshness differs: the broker checks that the
+bundle's nonce is one of its own outstanding challenges and consumes it atomically in the same transaction
+that records the decision (see ``service.BrokerService.attest``).
 """
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import dataclass
-from datetime import datetime
-
-from enclavia.attestation.binding import compute_report_data
 from enclavia.attestation.bundle import AttestationBundle, parse_bundle
-from enclavia.attestation.claims import AttestationResult, Claims, Tee
-from enclavia.attestation.platforms.simulated.verify import verify as verify_simulated
-from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
-from enclavia.crypto.ohttp import KeyConfig
-from enclavia.errors import (
-    DevProfileRequiredError,
-    EvidenceFormatError,
-    ManifestMismatchError,
-    UnsupportedSuiteError,
-)
-from enclavia.policy.document import Policy, Profile, appraise
+from enclavia.policy.bundle import AttestedEnclave, verify_presented_bundle
 
-
-@dataclass(frozen=True)
-class AttestedEnclave:
-    bundle: AttestationBundle
-    key_config: KeyConfig
-    result: AttestationResult
-
-
-def _evidence_claims(bundle: AttestationBundle, policy: Policy, now: datetime) -> Claims:
-    if bundle.tee is Tee.SIMULATED:
-        return verify_simulated(
-            bundle.evidence, trusted_platform_keys=policy.simulated_platform_keys, nonce=bundle.nonce
-        )
-    from enclavia.attestation.verifier import verify_evidence
-
-    # Nitro and NVIDIA sign the nonce themselves; SEV-SNP and TDX bind it only through report_data.
-    signs_nonce = bundle.tee in (Tee.NITRO, Tee.NVIDIA)
-    try:
-        return verify_evidence(
-            bundle.tee,
-            bundle.evidence,
-            now=now,
-            certificates=bundle.certificates,
-            collateral=bundle.collateral,
-            aux=bundle.aux,
-            nonce=bundle.nonce if signs_nonce else None,
-        )
-    except (ValueError, TypeError):
-        raise EvidenceFormatError("bundle carries inputs this platform does not take") from None
+__all__ = ["AttestedEnclave", "parse", "verify_presented_bundle"]
 
 
 def parse(data: bytes) -> AttestationBundle:
     return parse_bundle(data)
-
-
-def verify_presented_bundle(
-    bundle: AttestationBundle, *, policy: Policy, now: datetime, suite: Suite = DEFAULT_SUITE
-) -> AttestedEnclave:
-    """Steps 3 to 7 of the client checklist on an already parsed bundle; raises on refusal."""
-    # 3. The key config parses and offers exactly our suite (no downgrade): we seal releases to it.
-    key_config = KeyConfig.decode(bundle.key_config)
-    if key_config.kem_id != suite.kem_id or (suite.kdf_id, suite.aead_id) not in key_config.symmetric:
-        raise UnsupportedSuiteError()
-    # 4. Simulated evidence only under a dev policy; then it must verify under the pinned platform keys.
-    if bundle.tee is Tee.SIMULATED and policy.profile is not Profile.DEV:
-        raise DevProfileRequiredError()
-    claims = _evidence_claims(bundle, policy, now)
-    # 5. report_data binds the nonce, the key config, the signing key and the manifest.
-    manifest_digest = bundle.manifest.digest()
-    expected = compute_report_data(
-        bundle.nonce, bundle.key_config, bundle.signing_public_key, manifest_digest
-    )
-    # 6. Simulated: the measurement is the manifest digest itself.
-    if claims.tee is Tee.SIMULATED and not hmac.compare_digest(claims.measurement, manifest_digest):
-        raise ManifestMismatchError()
-    # 7. Policy: profile, debug, evidence age, allow-listed measurement, report_data.
-    result = appraise(claims, policy, now=now, expected_report_data=expected)
-    return AttestedEnclave(bundle=bundle, key_config=key_config, result=result)

@@ -50,6 +50,7 @@ _DATEISH = re.compile(
     r"today|yesterday|tomorrow)\b|\b(?:1[89]|20)\d{2}s?\b|\d{1,2}[/.:-]\d{1,2}|\d{1,2}(?:st|nd|rd|th)\b",
     re.IGNORECASE,
 )
+_NER_TYPES: Final = frozenset(_SPACY_MAP.values())
 _PERSON_TRIM = re.compile(r"^(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s+)+")
 _POSSESSIVE = re.compile(r"['’]s?$")
 # Words NER tends to tag as organisations that are identifier labels, not names.
@@ -207,6 +208,20 @@ def _clean(text: str, entity: str, start: int, end: int, score: float) -> Span |
     if end <= start:
         return None
     value = text[start:end]
+    if entity in _NER_TYPES and score <= NER_SCORE:
+        # A model span that cuts a word ("when y|ou're") is noise; one that crosses a line break is cut there
+        # (a name, a firm or a place does not run on into the next line of a postal block).
+        if (start > 0 and text[start - 1].isalnum() and text[start].isalnum()) or (
+            end < len(text) and text[end].isalnum() and text[end - 1].isalnum()
+        ):
+            return None
+        if "\n" in value:
+            end = start + value.index("\n")
+            while end > start and text[end - 1] in " \t,":
+                end -= 1
+            if end - start < 2:
+                return None
+            value = text[start:end]
     if entity == "DATE_TIME" and not _DATEISH.search(value):
         return None
     if entity in {"PERSON", "ORGANIZATION", "LOCATION"}:

@@ -88,7 +88,8 @@ _ORG_WORD_TABLE: Final = (
     "sports united city county state street avenue road square park river lake mountain island "
     "north south east west northern southern eastern western central new saint st san santa fort "
     "port bay beach town village valley hills heights springs falls costa puerto el hong saudi sri "
-    "czech republic kingdom emirates islands info personal "
+    "czech republic kingdom emirates islands info personal incorporated investments markets unlimited "
+    "sons research lines transit data "
 )
 _ORG_WORDS = frozenset(_ORG_WORD_TABLE.split())
 _LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW})+,?[ ]and[ ]{_CAPW}\b")
