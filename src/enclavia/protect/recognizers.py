@@ -71,7 +71,7 @@ _UNIT = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.)[ \t]+#?\d{1,5}[A-Za-
 # Each piece is a unit ("Apt. 12", whose dot ends no sentence) or a short line or comma part; one blank line may
 # separate the pieces of a postal block.
 _ADDRESS_SEP = r"(?:[ \t]*,[ \t]*|[ \t]*\n(?:[ \t>?]*\n)?[ \t>?]*)"
-_ADDRESS_TAIL = rf"(?:{_ADDRESS_SEP}(?:{_UNIT}\b|[^\s,:@/()<>][^\n,:@/<>]{{0,40}}?(?=[ \t]*(?:[,\n]|$|[.?!](?:\s|$)|[ ](?:in|for|after|last|and)[ ]))))"
+_ADDRESS_TAIL = rf"(?:{_ADDRESS_SEP}(?:{_UNIT}\b|(?!\+?\d[\d ().-]{{6,}})[^\s,:@/()<>][^\n,:@/<>]{{0,40}}?(?=[ \t]*(?:[,\n]|$|[.?!](?:\s|$)|[ ](?:in|for|after|last|and)[ ]))))"
 _ADDRESS_CONTEXT = (
     "address",
     "located",
@@ -169,7 +169,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "PHONE_NUMBER",
         _re(
             r"(?<![\w+/.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?(?:\(0\)[ ]?)?"
-            r"\d{2,5}(?:[ .-]\d{2,5}){1,4}(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?![\w/-]|\.\d)"
+            r"\d{2,5}(?:[ .-]\d{2,5}){1,4}(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?![\w/]|-\d|\.\d)"
         ),
         0.55,
         validator=lambda s: 7 <= sum(c.isdigit() for c in s.split("x")[0]) <= 15,
