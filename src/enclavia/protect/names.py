@@ -92,7 +92,18 @@ _ORG_WORD_TABLE: Final = (
     "sons research lines transit data "
 )
 _ORG_WORDS = frozenset(_ORG_WORD_TABLE.split())
-_LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW})+,?[ ]and[ ]{_CAPW}\b")
+_LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW})*,?[ ](?:and|or|&)[ ]{_CAPW}\b")
+# A text that opens with one capitalised word and a verb, and refers to someone as he or she.
+_OPENING = re.compile(rf"\A[ \t\"“]*({_CAPW})[ ](?=[a-z])")
+_PERSONAL_PRONOUN = re.compile(r"\b(?i:he|she|him|her|his|hers|himself|herself)\b")
+_FUNCTION_WORD_TABLE: Final = (
+    "the this that these those it its he she they we i you my our his her their a an there here "
+    "what who when where why how if but and or so please hello hi hey yes no one some all any each "
+    "every many most after before since while because as at in on by for from with without about to "
+    "of not never also then now today yesterday tomorrow dear thanks thank sorry maybe perhaps "
+    "unlike like "
+)
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TABLE.split())
 _WORD = re.compile(rf"{_CAPW}")
 
 Spans = list[tuple[int, int, str, float]]
@@ -169,13 +180,16 @@ def refine_names(text: str, spans: Spans) -> Spans:
                 out.append((m.start(1), m.end(1), "PERSON", PERSON_CONTEXT_SCORE))
 
     out.extend(_job_titles(text, out))
+    m = _OPENING.match(text)
+    if m and m.group(1).lower() not in _FUNCTION_WORDS and _PERSONAL_PRONOUN.search(text, m.end()):
+        out.append((m.start(1), m.end(1), "PERSON", PERSON_CONTEXT_SCORE))
 
     # Lists of single capitalised words: one PERSON item makes each item a PERSON.
     for m in _LIST.finditer(text):
         items = [w.span() for w in _WORD.finditer(m.group())]
         items = [(m.start() + a, m.start() + b) for a, b in items]
         # "Smith, Jones and Brown" alone is the usual shape of a firm's name; a colon introduces a list.
-        if len(items) < 4 and not re.search(r":[ \t]*$", text[: m.start()]):
+        if len(items) == 3 and not re.search(r":[ \t]*$", text[: m.start()]):
             continue
         if any(t == "PERSON" and any(_overlaps((s, e), it) for it in items) for s, e, t, _ in out):
             out = [x for x in out if not (x[2] == "ORGANIZATION" and _overlaps((x[0], x[1]), m.span()))]
