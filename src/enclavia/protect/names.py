@@ -180,9 +180,13 @@ def refine_names(text: str, spans: Spans) -> Spans:
                 out.append((m.start(1), m.end(1), "PERSON", PERSON_CONTEXT_SCORE))
 
     out.extend(_job_titles(text, out))
-    m = _OPENING.match(text)
-    if m and m.group(1).lower() not in _FUNCTION_WORDS and _PERSONAL_PRONOUN.search(text, m.end()):
-        out.append((m.start(1), m.end(1), "PERSON", PERSON_CONTEXT_SCORE))
+    opening = _OPENING.match(text)
+    if (
+        opening
+        and opening.group(1).lower() not in _FUNCTION_WORDS
+        and _PERSONAL_PRONOUN.search(text, opening.end())
+    ):
+        out.append((opening.start(1), opening.end(1), "PERSON", PERSON_CONTEXT_SCORE))
 
     # Lists of single capitalised words: one PERSON item makes each item a PERSON.
     for m in _LIST.finditer(text):
