@@ -50,11 +50,13 @@ _GENITIVE = re.compile(
 )
 # A line of its own holding only "Given [X] Family": the name line of a letterhead, a signature or an address.
 # Job titles: the head noun carries an agent suffix or is a common occupation word.
-_JOB_HEAD = re.compile(
+_JOB_HEAD_WORD = (
     r"(?i:[\w'’-]*(?:er|or|ist|ian|ant|ent|eon|ife|man|woman|person|ess|ic|yst|ive|grapher)|nurse|clerk|chef|"
-    r"cook|guard|pilot|judge|secretary|janitor|maid|nanny|agent|coach|aide|staff|head|lead|ceo|cfo|cto)$"
+    r"cook|guard|pilot|judge|secretary|janitor|maid|nanny|agent|coach|aide|staff|head|lead|ceo|cfo|cto)"
 )
-_JOB = r"[A-Za-zÀ-ÿ][\w'’-]*(?:,?[ ](?:and[ ])?[A-Za-zÀ-ÿ][\w'’-]*){0,5}"
+_JOB_HEAD = re.compile(rf"{_JOB_HEAD_WORD}$")
+# Up to five modifiers, then the head: the shortest such phrase that ends at punctuation.
+_JOB = rf"(?:[A-Za-zÀ-ÿ][\w'’-]*,?[ ](?:and[ ])?){{0,5}}?{_JOB_HEAD_WORD}"
 _AS_JOB = re.compile(
     r"(?i:\b(?:work(?:ed|s|ing)?|employed|hired|job|served|started)\b[^.\n]{0,60}?\bas[ ](?:an?[ ]|the[ ])?)"
     rf"({_JOB})(?=[,.;:!?\n]|$)"
