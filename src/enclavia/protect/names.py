@@ -61,6 +61,12 @@ _AS_JOB = re.compile(
     r"(?i:\b(?:work(?:ed|s|ing)?|employed|hired|job|served|started)\b[^.\n]{0,60}?\bas[ ](?:an?[ ]|the[ ])?)"
     rf"({_JOB})(?=[,.;:!?\n]|$)"
 )
+# Employment phrases name an organisation.
+_EMPLOYER = re.compile(
+    r"(?i:\b(?:work(?:s|ed|ing)?[ ](?:for|at)|employed[ ](?:by|at)|joined|\w+[ ]years?[ ]at|"
+    r"(?:ceo|cto|cfo|founder|president|employee|head)[ ]of)[ ])"
+    rf"({_CAPW}(?:[ ](?:&[ ])?{_CAPW}){{0,3}})"
+)
 _APPOSITIVE_JOB = re.compile(rf"[{_L}], the ({_JOB}),")
 _LINE = re.compile(r"(?m)^[ \t>?]*([^\n]*?)[ \t]*$")
 _BLOCK_START = re.compile(r"(?:\A|\n)[ \t>?]*(?:\n[ \t>?]*)?\Z")
@@ -145,9 +151,12 @@ def _job_titles(text: str, spans: Spans) -> Spans:
         for m in pattern.finditer(text):
             if _JOB_HEAD.search(m.group(1)):
                 found.append((m.start(1), m.end(1), "TITLE", PERSON_CONTEXT_SCORE))
+    for m in _EMPLOYER.finditer(text):
+        found.append((m.start(1), m.end(1), "ORGANIZATION", PERSON_CONTEXT_SCORE))
     if "\n" in text:
         person = {(s, e) for s, e, t, _ in spans if t == "PERSON"}
         lines = [m.span(1) for m in _LINE.finditer(text) if m.end(1) > m.start(1)]
+        titles: set[tuple[int, int]] = set()
         for prev, cur in itertools.pairwise(lines):
             gap = text[prev[1] : cur[0]]
             value = text[cur[0] : cur[1]]
@@ -159,6 +168,20 @@ def _job_titles(text: str, spans: Spans) -> Spans:
                 and _JOB_HEAD.search(value)
             ):
                 found.append((cur[0], cur[1], "TITLE", PERSON_CONTEXT_SCORE))
+                titles.add(cur)
+        # Letterhead: name, [title,] firm, then the street (or the name again): the firm's line.
+        street = [(s, e) for s, e, t, _ in spans if t == "STREET_ADDRESS"]
+        for prev, cur, nxt in zip(lines, lines[1:], lines[2:], strict=False):
+            value = text[cur[0] : cur[1]]
+            if (
+                (prev in person or prev in titles)
+                and cur not in person
+                and cur not in titles
+                and len(value.split()) <= 5
+                and not any(c.isdigit() or c in ":@/" for c in value)
+                and (nxt in person or any(_overlaps(nxt, st) for st in street) or text[nxt[0]].isdigit())
+            ):
+                found.append((cur[0], cur[1], "ORGANIZATION", PERSON_CONTEXT_SCORE))
     return found
 
 
