@@ -29,7 +29,9 @@ _CAPW = rf"[{_U}][{_L}'’]+(?:-[{_U}][{_L}'’]+)?"
 _INITIAL = rf"[{_U}]\.?"
 _NAME = rf"{_CAPW}(?:[ ](?:{_INITIAL}[ ])?{_CAPW}){{0,2}}"
 
-_HONORIFIC = re.compile(rf"\b(?i:mr|mrs|ms|miss|mx|dr|prof|sr|sra|herr|frau|mme|mlle)\.?[ ]+({_NAME})")
+_HONORIFIC = re.compile(
+    rf"(?<!\d)(?<!\d[ ])\b(?i:mr|mrs|ms|miss|mx|dr|prof|sr|sra|herr|frau|mme|mlle)\.?[ ]+({_NAME})"
+)
 _ROLE = re.compile(
     r"(?i:\b(?:named|called|calls[ ]me|call[ ]me|dear|hi|hello|hey|thanks|"
     r"(?:my|our|his|her|their|your)[ ](?:kid|child|son|daughter|wife|husband|partner|brother|sister|mother|"
@@ -52,11 +54,15 @@ _GENITIVE = re.compile(
 # Job titles: the head noun carries an agent suffix or is a common occupation word.
 _JOB_HEAD_WORD = (
     r"(?i:[\w'’-]*(?:er|or|ist|ian|ant|ent|eon|ife|man|woman|person|ess|ic|yst|ive|grapher)|nurse|clerk|chef|"
-    r"cook|guard|pilot|judge|secretary|janitor|maid|nanny|agent|coach|aide|staff|head|lead|ceo|cfo|cto)"
+    r"cook|guard|pilot|judge|secretary|janitor|maid|nanny|agent|coach|aide|ceo|cfo|cto)"
 )
 _JOB_HEAD = re.compile(rf"{_JOB_HEAD_WORD}$")
 # Up to five modifiers, then the head: the shortest such phrase that ends at punctuation.
-_JOB = rf"(?:[A-Za-zÀ-ÿ][\w'’-]*,?[ ](?:and[ ])?){{0,5}}?{_JOB_HEAD_WORD}"
+_JOB = (
+    r"(?:(?!(?i:the|a|an|is|are|was|were|of|to|in|on|for|with|by|that|which)\b)"
+    r"[A-Za-zÀ-ÿ][\w'’-]*,?[ ](?:and[ ])?)"
+    rf"{{0,5}}?{_JOB_HEAD_WORD}"
+)
 _AS_JOB = re.compile(
     r"(?i:\b(?:work(?:ed|s|ing)?|employed|hired|job|served|started)\b[^.\n]{0,60}?\bas[ ](?:an?[ ]|the[ ])?)"
     rf"({_JOB})(?=[,.;:!?\n]|$)"
@@ -118,6 +124,12 @@ Spans = list[tuple[int, int, str, float]]
 
 
 def _context_spans(text: str) -> Iterable[tuple[int, int]]:
+    for s, e in _context_candidates(text):
+        if text[s:e].split(maxsplit=1)[0].lower() not in _FUNCTION_WORDS:
+            yield s, e
+
+
+def _context_candidates(text: str) -> Iterable[tuple[int, int]]:
     for pattern in (_HONORIFIC, _ROLE, _SPEECH, _GENITIVE):
         for m in pattern.finditer(text):
             yield m.span(1)
@@ -228,11 +240,13 @@ def refine_names(text: str, spans: Spans) -> Spans:
     surfaces: set[str] = set()
     for s, e, t, _ in out:
         if t == "PERSON":
-            value = text[s:e]
-            surfaces.add(value)
-            words = value.split()
+            words = text[s:e].split()
+            # Only name-shaped surfaces travel: capitalised words, none of them a function word.
+            if not words or not all(w[0].isupper() and w.lower() not in _FUNCTION_WORDS for w in words):
+                continue
+            surfaces.add(text[s:e])
             if len(words) > 1:
-                surfaces.update(w for w in (words[0], words[-1]) if len(w) > 2 and w[0].isupper())
+                surfaces.update(w for w in (words[0], words[-1]) if len(w) > 2 and not w.isupper())
     if surfaces:
         out = [
             _as_person(x) if x[2] in {"ORGANIZATION", "LOCATION"} and text[x[0] : x[1]] in surfaces else x
