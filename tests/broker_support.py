@@ -288,7 +288,9 @@ def start_broker(
     return b
 
 
-def start_served_with_broker(home: Path, model_dir: Path, broker_url: str) -> Any:
+def start_served_with_broker(
+    home: Path, model_dir: Path, broker_url: str, *, extra_args: tuple[str, ...] = (), policy_text: str = ""
+) -> Any:
     """`enclavia serve --broker URL` as a real process (host + separate enclave), like tests.support."""
     import subprocess
     import sys
@@ -312,6 +314,7 @@ def start_served_with_broker(home: Path, model_dir: Path, broker_url: str) -> An
         broker_url,
         "--broker-retry-max",
         "1",
+        *extra_args,
     ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, env=cli_env(home), stdout=log, stderr=subprocess.STDOUT)
@@ -320,20 +323,23 @@ def start_served_with_broker(home: Path, model_dir: Path, broker_url: str) -> An
         home=home,
         proc=proc,
         log_path=log_path,
-        policy_text="",
+        policy_text=policy_text,
         platform_key=b"",
     )
     served.wait_healthy()
     return served
 
 
-def enclave_dev_policy(home: Path, model_dir: Path, *, revision: int = 1, secrets_yaml: str = "") -> str:
-    """The dev policy for the enclave `enclavia serve` will start from model_dir (sealed or not)."""
+def enclave_dev_policy(
+    home: Path, model_dir: Path, *, revision: int = 1, secrets_yaml: str = "", **config: Any
+) -> str:
+    """The dev policy for the enclave `enclavia serve` will start from model_dir (sealed or not); ``config``:
+    further EnclaveConfig fields (embeddings, classification, kek_secret) that change the measurement."""
     from enclavia.cli.core import dev_policy_text
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
     from enclavia.tee.simulated import init_platform_key
 
     pub = init_platform_key(home / "sim")
-    manifest = manifest_for(EnclaveConfig(model_dir, home / "sim"), load_models(model_dir))
+    manifest = manifest_for(EnclaveConfig(model_dir, home / "sim", **config), load_models(model_dir))
     text = dev_policy_text(manifest.digest().hex(), pub.hex())
     return text.replace("revision: 1\n", f"revision: {revision}\n") + secrets_yaml

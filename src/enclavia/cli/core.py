@@ -54,6 +54,7 @@ def sim_policy(  # noqa: PLR0917 - typer options
     classification: Annotated[Path | None, typer.Option(help="Data classification manifest")] = None,
     chat: Annotated[bool, typer.Option(help="The enclave will serve the bundled chat model")] = False,
     chat_model: Annotated[Path | None, typer.Option(help="The enclave will serve this GGUF model")] = None,
+    kek_secret: Annotated[str | None, typer.Option(help="The enclave's KEK broker secret path")] = None,
 ) -> None:
     """Write a dev policy that pins this build's measurement and the simulated platform key."""
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
@@ -66,6 +67,7 @@ def sim_policy(  # noqa: PLR0917 - typer options
         embeddings=embeddings,
         classification=classification,
         chat_model=_chat_path(paths.state_dir(), chat, chat_model),
+        kek_secret=kek_secret,
     )
     manifest = manifest_for(config, load_models(config.model_dir))
     text = dev_policy_text(manifest.digest().hex(), load_platform_key(sim).public_bytes.hex())
@@ -130,6 +132,13 @@ def serve(  # noqa: PLR0917 - typer options
     ] = False,
     chat_model: Annotated[Path | None, typer.Option(help="Serve this GGUF chat model (llama.cpp)")] = None,
     chat_threads: Annotated[int, typer.Option(help="llama.cpp threads for chat")] = 1,
+    kek_secret: Annotated[
+        str | None,
+        typer.Option(
+            help="Broker secret path of the document store's KEK (keks/rag), released to the enclave; "
+            "needs --broker. Without it the KEK is a development file under the state directory"
+        ),
+    ] = None,
     enclave_memory: Annotated[
         str | None,
         typer.Option(
@@ -157,6 +166,8 @@ def serve(  # noqa: PLR0917 - typer options
     from enclavia.observability.metrics import HostMetrics
     from enclavia.observability.trace import configure_tracing
 
+    if kek_secret and not broker:
+        raise typer.BadParameter("--kek-secret needs --broker (the KEK is released by the broker)")
     state_dir = state or paths.state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
     host, _, port = listen.rpartition(":")
@@ -175,6 +186,7 @@ def serve(  # noqa: PLR0917 - typer options
         *(["--embeddings"] if embeddings else []),
         *(["--classification", str(classification.resolve())] if classification else []),
         *_chat_args(state_dir, chat, chat_model, chat_threads),
+        *(["--kek-secret", kek_secret] if kek_secret else []),
         *_memory_args(enclave_memory, enclave_memory_mode),
     ]
     from enclavia.host.services import HostServices

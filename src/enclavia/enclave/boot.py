@@ -39,6 +39,8 @@ class EnclaveConfig:
     # GGUF chat model (llama.cpp): its SHA-256 is measured under its model id; the path is not.
     chat_model: Path | None = None
     chat_threads: int = 1
+    # Broker secret path of the document store's KEK (keks/rag): measured; None = development KEK files.
+    kek_secret: str | None = None
 
     def measured(self) -> dict[str, Any]:
         """The part of the configuration that goes into the manifest (no paths: they vary by host)."""
@@ -53,6 +55,7 @@ class EnclaveConfig:
             "egress": list(self.egress),
             "embeddings": self.embeddings,
             **_protect_measured(self),
+            **({"kek_secret": self.kek_secret} if self.kek_secret else {}),
             **({"chat": {"runtime": "llama.cpp", "n_ctx": CHAT_CTX}} if self.chat_model else {}),
         }
 
@@ -136,7 +139,9 @@ def build_enclave(
         from enclavia.enclave.data import build_data_api
         from enclavia.protect.detect import NER_MODEL_ID
 
-        data = build_data_api(config.classification, config.sim_dir, config.store_socket, embedder)
+        data = build_data_api(
+            config.classification, config.sim_dir, config.store_socket, embedder, config.kek_secret
+        )
         if data.detector.model_digest != manifest.models.get(NER_MODEL_ID):
             raise ValueError("NER model changed while the enclave was starting")
     chat = None

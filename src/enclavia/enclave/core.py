@@ -19,6 +19,7 @@ from enclavia.crypto.signing import SigningKey
 from enclavia.enclave.keyrelease import KeyRelease
 from enclavia.enclave.routes import InnerApp
 from enclavia.errors import ReplayedNonceError
+from enclavia.rag.keys import ReleasedKekSource
 from enclavia.tee.base import Attester, Evidence
 
 NONCE_MEMORY = 65536
@@ -64,7 +65,13 @@ class Enclave:
         self._gateway = Gateway([self.gateway_key])
         self._chunked = ChunkedGateway([self.gateway_key])
         # Sealed models wait for keys released by the broker to this gateway key (see keyrelease.py).
-        self.key_release = KeyRelease(self.gateway_key, app.models, log=app.log)
+        keks = getattr(app.data, "keks", None)
+        self.key_release = KeyRelease(
+            self.gateway_key,
+            app.models,
+            log=app.log,
+            kek=keks if isinstance(keks, ReleasedKekSource) else None,
+        )
         self._nonces = NonceLedger()
 
     def attestation_bundle(self, nonce: bytes) -> AttestationBundle:

@@ -30,7 +30,7 @@ from enclavia.protect.detect import Detector, Span
 from enclavia.protect.egress import EgressGuard
 from enclavia.protect.transforms import Tokenizer, apply_each
 from enclavia.rag.blobstore import BlobStore, MemoryBlobStore, SocketBlobStore
-from enclavia.rag.keys import FileKekSource, KekSource, KeyRing
+from enclavia.rag.keys import FileKekSource, KekSource, KeyRing, ReleasedKekSource
 from enclavia.rag.store import DocumentStore
 
 MAX_DOCUMENTS = 64
@@ -172,13 +172,19 @@ def _list(value: Any) -> list[Any]:
 
 
 def build_data_api(
-    classification_path: Path, sim_dir: Path, store_socket: str | None, embedder: Any | None
+    classification_path: Path,
+    sim_dir: Path,
+    store_socket: str | None,
+    embedder: Any | None,
+    kek_secret: str | None = None,
 ) -> DataApi:
     classification = load_classification(classification_path)
     detector = Detector()
     tokenizer = Tokenizer(secrets.token_bytes(32))  # per enclave start: conversation scopes are in memory
     blobs: BlobStore = SocketBlobStore(store_socket) if store_socket else MemoryBlobStore()
-    keks = FileKekSource(sim_dir / "kek")  # development: the broker releases KEKs in production
+    # With a broker (kek_secret set) the KEK arrives later, released to the attested enclave; until then the
+    # document routes answer 503 enclave.secrets_unavailable. Without one: development KEK files only.
+    keks: KekSource = ReleasedKekSource(kek_secret) if kek_secret else FileKekSource(sim_dir / "kek")
     embed: Embed | None = None
     dim = 0
     if embedder is not None:

@@ -3,12 +3,14 @@
 The enclave stays passive behind its one socket; the host drives the broker protocol as a relay:
 
 1. ``BROKER_ATTEST`` (body: the broker's challenge nonce, hex) -> ``{"bundle": <attestation bundle bound to
-   that nonce>, "secrets": [{"path", "version"}, ...]}`` (the secrets still pending).
+   that nonce>, "secrets": [{"path", "version"}, ...]}`` (the secrets still pending; ``version`` is null for
+   the document store's KEK: the broker resolves it to the latest version and the release names it).
 2. ``INSTALL_SECRET`` (body: the broker's release response, JSON) -> ``{"installed": path, "pending": n}``.
 
 A release is opened with the gateway's HPKE private key; the associated data is rebuilt from the response
 fields (path, version, policy revision, token id) and the path and version must be ones this enclave asked
-for, so a relay cannot swap one secret for another. Only then is the sealed model decrypted, in memory.
+for, so a relay cannot swap one secret for another. Only then is the sealed model decrypted, in memory, or
+the KEK (exactly 32 bytes) installed into the document store's ``ReleasedKekSource``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from enclavia.crypto.ohttp import GatewayKey
 from enclavia.enclave.sealed import SealedModel
 from enclavia.errors import BadRequestError, DecryptionError, EnclaviaError
 from enclavia.inference.linear import ArtifactError, LinearClassifier
+from enclavia.rag.keys import ReleasedKekSource
 
 MAX_RELEASE_BODY = 256 << 10
 _FIELDS = {"path", "version", "policy_revision", "jti", "enc", "ciphertext"}
@@ -44,19 +47,24 @@ class KeyRelease:
         gateway_key: GatewayKey,
         models: Mapping[str, LinearClassifier],
         log: Callable[..., Any] | None = None,
+        kek: ReleasedKekSource | None = None,
     ) -> None:
         self._key = gateway_key
         self._sealed = {m.secret_path: m for m in models.values() if isinstance(m, SealedModel)}
+        self._kek = kek
         self._log = log or (lambda *a, **k: None)
         # Broker policy revision of the last secret installed (receipts name it; None until a release).
         self.policy_revision: int | None = None
 
     def needed(self) -> list[dict[str, Any]]:
-        return [
+        out: list[dict[str, Any]] = [
             {"path": path, "version": m.header.secret_version}
             for path, m in sorted(self._sealed.items())
             if not m.unsealed
         ]
+        if self._kek is not None and not self._kek.released:
+            out.append({"path": self._kek.path, "version": None})  # latest, as the broker resolves it
+        return out
 
     def broker_response(self, bundle_json: Mapping[str, Any]) -> bytes:
         return json.dumps(
@@ -88,7 +96,8 @@ class KeyRelease:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (version, revision)):
             raise BadRequestError("release has the wrong shape")
         model = self._sealed.get(path)
-        if model is None or version != model.header.secret_version:
+        is_kek = model is None and self._kek is not None and path == self._kek.path and version > 0
+        if not is_kek and (model is None or version != model.header.secret_version):
             raise BadRequestError("this enclave did not ask for that secret")
         dek = open_secret(
             self._key.private_key,
@@ -96,6 +105,12 @@ class KeyRelease:
             _unb64(doc["ciphertext"]),
             release_aad(path, version, revision, jti),
         )
+        if is_kek:
+            assert self._kek is not None
+            self._kek.install(version, dek)
+            self.policy_revision = revision
+            return path, version
+        assert model is not None
         try:
             model.unseal(dek)
         except ArtifactError:

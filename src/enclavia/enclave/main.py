@@ -43,6 +43,7 @@ async def _run(args: argparse.Namespace) -> None:
         store_socket=args.store_socket,
         chat_model=Path(args.chat_model) if args.chat_model else None,
         chat_threads=args.chat_threads,
+        kek_secret=args.kek_secret,
     )
     log.info("enclave.starting", tee=config.tee, suite="x25519-sha256-aes256gcm")
     metrics = EnclaveMetrics()
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store-socket", default=None, help="host services socket (blob store, egress)")
     parser.add_argument("--chat-model", default=None, help="GGUF chat model (llama.cpp), measured by digest")
     parser.add_argument("--chat-threads", type=int, default=1, help="llama.cpp threads")
+    parser.add_argument(
+        "--kek-secret", default=None, help="broker secret path of the document store's KEK (measured)"
+    )
     parser.add_argument(
         "--key-id", type=int, default=None, help="OHTTP key id (the host varies it per restart)"
     )

@@ -3,7 +3,7 @@
     host -> broker   POST /kbs/v1/challenge                  -> nonce
     host -> enclave  BROKER_ATTEST(nonce)                    -> bundle bound to nonce + secrets still needed
     host -> broker   POST /kbs/v1/attest {bundle}            -> token (useless without the enclave's key)
-    host -> broker   GET  /kbs/v1/secrets/{path}?version=N   -> release sealed to the enclave's HPKE key
+    host -> broker   GET  /kbs/v1/secrets/{path}[?version=N] -> release sealed to the enclave's HPKE key
     host -> enclave  INSTALL_SECRET(release)                 -> opened inside the enclave only
 
 The host sees only the nonce, the bundle (public), the token and ciphertext: it imports nothing that could
@@ -163,8 +163,8 @@ class KbsRelay:
         headers = {"authorization": f"Bearer {token}"}
         for item in wanted:
             path = quote(str(item["path"]), safe="/")
-            release = await self._broker(
-                "GET", f"/kbs/v1/secrets/{path}", params={"version": str(item["version"])}, headers=headers
-            )
+            # No version (a KEK): the broker releases the latest one and names it in the release.
+            params = {} if item.get("version") is None else {"version": str(item["version"])}
+            release = await self._broker("GET", f"/kbs/v1/secrets/{path}", params=params, headers=headers)
             await self.link.call(channel.Kind.INSTALL_SECRET, json.dumps(release).encode(), tp)
         return len(wanted)

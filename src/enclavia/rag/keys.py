@@ -1,8 +1,10 @@
 """Key hierarchy for the document store: KEK (from the broker) -> wrapped DEKs (in a keyring blob).
 
-- The KEK comes from a ``KekSource``. In production it is a broker-released secret (``kek/<name>``), delivered
-  to the attested enclave sealed to its HPKE key; in development (simulated TEE) ``FileKekSource`` keeps KEKs
-  in the simulated platform's directory, which is exactly as trustworthy as the simulated platform key.
+- The KEK comes from a ``KekSource``. In production it is a broker-released secret (``enclavia serve --broker
+  URL --kek-secret keks/<name>``), delivered to the attested enclave sealed to its HPKE key and installed into
+  a ``ReleasedKekSource`` (empty until then: document routes answer 503 ``enclave.secrets_unavailable``); in
+  development (no broker) ``FileKekSource`` keeps KEKs in the simulated platform's directory, which is exactly
+  as trustworthy as the simulated platform key.
 - DEKs (one for blob names, one per tenant index, one per document) are random, and stored only wrapped under
   the current KEK in the ``keyring`` blob, with the KEK id and the DEK id bound as associated data.
 - Rotation unwraps every DEK under the old KEK and wraps it under the new one, then writes the keyring: no
@@ -25,7 +27,7 @@ from enclavia.crypto.envelope import rewrap, unwrap_dek, wrap_dek
 from enclavia.errors import DecryptionError, SecretsUnavailableError
 from enclavia.rag.blobstore import BlobStore
 
-__all__ = ["FileKekSource", "KekSource", "KeyRing", "StaticKekSource"]
+__all__ = ["FileKekSource", "KekSource", "KeyRing", "ReleasedKekSource", "StaticKekSource"]
 
 KEYRING = "keyring"
 NAMING_DEK = "naming"
@@ -51,6 +53,44 @@ class StaticKekSource:
 
     def get(self, kek_id: str) -> bytes | None:
         return self.keks.get(kek_id)
+
+
+class ReleasedKekSource:
+    """The KEK released by the key broker: empty (``SecretsUnavailableError``) until the enclave installs it.
+
+    ``path`` is the broker secret path (``keks/rag``); each installed version becomes KEK id ``path@vN``
+    and the last one installed is current. Installed by ``enclavia.enclave.keyrelease`` once opened.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._keks: dict[str, bytes] = {}
+        self._current: str | None = None
+
+    @property
+    def released(self) -> bool:
+        return self._current is not None
+
+    def kek_id(self, version: int) -> str:
+        return f"{self.path}@v{version}"
+
+    def install(self, version: int, kek: bytes) -> None:
+        if len(kek) != aead.KEY_SIZE:
+            raise DecryptionError("released KEK is not a 32-byte key")
+        with self._lock:
+            self._keks[self.kek_id(version)] = bytes(kek)
+            self._current = self.kek_id(version)
+
+    def current(self) -> tuple[str, bytes]:
+        with self._lock:
+            if self._current is None:
+                raise SecretsUnavailableError()
+            return self._current, self._keks[self._current]
+
+    def get(self, kek_id: str) -> bytes | None:
+        with self._lock:
+            return self._keks.get(kek_id)
 
 
 class FileKekSource(StaticKekSource):
@@ -81,7 +121,21 @@ class KeyRing:
         self._deks: dict[str, bytes] = {}
         self.kek_id = ""
         self._dirty = False
-        self._load()
+        self._loaded = False
+        # No KEK released yet (the broker's may arrive after the store is built): load on first use instead.
+        # A KEK that is present but does not open this keyring still fails here.
+        try:
+            self.keks.current()
+        except SecretsUnavailableError:
+            return
+        self._ensure()
+
+    def _ensure(self) -> None:
+        """Read the keyring once the KEK is available (``SecretsUnavailableError`` until then)."""
+        with self._lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
 
     def _load(self) -> None:
         kek_id, _ = self.keks.current()
@@ -108,6 +162,7 @@ class KeyRing:
             cached = self._deks.get(dek_id)
             if cached is not None:
                 return cached
+            self._ensure()
             kek = self.keks.get(self.kek_id)
             if kek is None:
                 raise SecretsUnavailableError()
@@ -149,6 +204,7 @@ class KeyRing:
     def rotate(self) -> int:
         """Rewrap every DEK from the keyring's KEK to the source's current KEK. Returns the count."""
         with self._lock:
+            self._ensure()
             new_id, new_kek = self.keks.current()
             if new_id == self.kek_id:
                 return 0
