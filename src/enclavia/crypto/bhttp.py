@@ -101,8 +101,16 @@ class Response:
 # --- validation (shared by encoder and decoder) --------------------------------------------------
 
 
+_ALLOWED_BYTES: dict[frozenset[int], bytes] = {}
+
+
 def _only(raw: bytes, allowed: frozenset[int]) -> bool:
-    return all(b in allowed for b in raw)
+    # bytes.translate deletes every allowed byte in C; anything left over is a byte not allowed. (A Python
+    # loop over each byte was the largest single cost of encoding and decoding a request.)
+    table = _ALLOWED_BYTES.get(allowed)
+    if table is None:
+        table = _ALLOWED_BYTES.setdefault(allowed, bytes(sorted(allowed)))
+    return not raw.translate(None, table)
 
 
 def _valid_method(raw: bytes) -> bool:
