@@ -23,6 +23,19 @@ from enclavia.errors import (
 )
 
 
+def parse_hex(value: object, length: int, what: str) -> bytes:
+    """A reference value from policy YAML: a quoted hex string of exactly ``length`` bytes."""
+    if not isinstance(value, str):
+        raise PolicyLoadError(f"{what} must be a hex string")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise PolicyLoadError(f"{what} is not hex") from None
+    if len(raw) != length:
+        raise PolicyLoadError(f"{what} must be {length} bytes")
+    return raw
+
+
 class Reference(Protocol):
     """One allow-list entry for one TEE."""
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, Self
 
-from enclavia.attestation.appraisal import register_reference
+from enclavia.attestation.appraisal import parse_hex, register_reference
 from enclavia.attestation.claims import Claims, Tee
 from enclavia.errors import PolicyLoadError
 
@@ -36,18 +36,6 @@ def _pcr_index(key: object) -> int:
     if not isinstance(key, int) or not 0 <= key <= MAX_PCR_INDEX:
         raise PolicyLoadError("PCR index must be an integer 0..31")
     return key
-
-
-def _pcr_value(value: object) -> bytes:
-    if not isinstance(value, str):
-        raise PolicyLoadError("PCR value must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise PolicyLoadError("PCR value is not hex") from None
-    if len(raw) != PCR_LEN:
-        raise PolicyLoadError("PCR value must be 48 bytes")
-    return raw
 
 
 @register_reference
@@ -74,7 +62,7 @@ class NitroReference:
             idx = _pcr_index(k)
             if idx in pcrs:
                 raise PolicyLoadError("duplicate PCR index")
-            pcrs[idx] = _pcr_value(v)
+            pcrs[idx] = parse_hex(v, PCR_LEN, "PCR value")
         # PCR0 names the enclave image. All zeros is what every debug-mode enclave reports: a wildcard.
         if 0 not in pcrs or not any(pcrs[0]):
             raise PolicyLoadError("nitro reference pins nothing (PCR0 required, not all zeros)")

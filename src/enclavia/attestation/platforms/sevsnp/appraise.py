@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Self
 
-from enclavia.attestation.appraisal import register_reference
+from enclavia.attestation.appraisal import parse_hex, register_reference
 from enclavia.attestation.claims import Claims, Tee
 from enclavia.errors import PolicyLoadError, TcbError
 
@@ -40,18 +40,6 @@ _KEYS = {
     "host_data",
     "id_key_digest",
 }
-
-
-def _hex(value: object, length: int, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise PolicyLoadError(f"{what} must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise PolicyLoadError(f"{what} is not hex") from None
-    if len(raw) != length:
-        raise PolicyLoadError(f"{what} must be {length} bytes")
-    return raw
 
 
 def _bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -89,7 +77,7 @@ class SevSnpReference:
             raise PolicyLoadError("unknown key in sev-snp reference")
         if "measurement" not in data:
             raise PolicyLoadError("sev-snp reference pins nothing (measurement required)")
-        measurement = _hex(data["measurement"], 48, "sev-snp measurement")
+        measurement = parse_hex(data["measurement"], 48, "sev-snp measurement")
         if not any(measurement):
             raise PolicyLoadError("sev-snp reference pins nothing (measurement is all zeros)")
         raw_tcb = data.get("min_tcb") or {}
@@ -104,11 +92,13 @@ class SevSnpReference:
             vmpl=None if vmpl is None else _small_int(vmpl, 3, "vmpl"),
             allow_smt=_bool(data, "allow_smt", True),
             allow_migration_agent=_bool(data, "allow_migration_agent", False),
-            host_data=None if data.get("host_data") is None else _hex(data["host_data"], 32, "host_data"),
+            host_data=None
+            if data.get("host_data") is None
+            else parse_hex(data["host_data"], 32, "host_data"),
             id_key_digest=(
                 None
                 if data.get("id_key_digest") is None
-                else _hex(data["id_key_digest"], 48, "id_key_digest")
+                else parse_hex(data["id_key_digest"], 48, "id_key_digest")
             ),
         )
 

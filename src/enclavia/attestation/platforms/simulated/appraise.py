@@ -7,21 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from enclavia.attestation.appraisal import register_reference
+from enclavia.attestation.appraisal import parse_hex, register_reference
 from enclavia.attestation.claims import Claims, Tee
 from enclavia.errors import PolicyLoadError
-
-
-def parse_hex(value: object, length: int, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise PolicyLoadError(f"{what} must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise PolicyLoadError(f"{what} is not hex") from None
-    if len(raw) != length:
-        raise PolicyLoadError(f"{what} must be {length} bytes")
-    return raw
 
 
 @register_reference

@@ -25,9 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from enclavia.attestation.appraisal import register_reference
+from enclavia.attestation.appraisal import parse_hex, register_reference
 from enclavia.attestation.claims import Claims, Tee
-from enclavia.attestation.platforms.simulated.appraise import parse_hex
 from enclavia.attestation.platforms.tdx.verify import (
     ACCEPTABLE_TCB_STATUSES,
     DEFAULT_ACCEPTED_TCB_STATUSES,
