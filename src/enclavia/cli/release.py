@@ -39,10 +39,10 @@ def _usage(message: str) -> NoReturn:
     usage(message)
 
 
-def _refused(err: EnclaviaError, url: str | None = None) -> NoReturn:
+def _refused(err: EnclaviaError, url: str | None = None, what: str = "broker") -> NoReturn:
     """The stable code and the error's detail (a fixed phrase chosen by the raiser, never input content)."""
     if isinstance(err, TransportError) and url is not None:
-        unreachable(url)
+        unreachable(url, what)
     typer.echo(f"REFUSED: {err.code} ({err.detail})", err=True)
     raise typer.Exit(EXIT_REJECTED)
 
@@ -368,6 +368,8 @@ def log_serve(
     from enclavia.release.tlog import TransparencyLog
     from enclavia.release.tlog_server import create_log_app
 
+    if not db:
+        paths.state_dir().mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
     url = db or f"sqlite:///{(paths.state_dir() / 'tlog.db').resolve()}"
     signing_key = _signing_key(key, "--key (log key)")
     try:
@@ -454,7 +456,7 @@ def log_check(
             approvers=_load_approvers(approvers),
         )
     except EnclaviaError as err:
-        _refused(err, url)
+        _refused(err, url, "transparency log")
     finally:
         reader.close()
     typer.echo(
