@@ -111,3 +111,38 @@ def test_missing_policy_names_the_file(tmp_path: Path, closed_url: str) -> None:
     code, out = run("attest", closed_url, "--policy", tmp_path / "nope.yaml")
     assert code == EXIT_UNAVAILABLE
     assert f"cannot read policy file {tmp_path / 'nope.yaml'}" in out
+
+
+def test_evidence_report_names_a_missing_deployment_file(tmp_path: Path) -> None:
+    key = tmp_path / "report.key"
+    assert run("evidence", "keygen", "--out", key)[0] == EXIT_OK
+    code, out = run("evidence", "report", "--out", tmp_path / "r", "--deployment", "deploy/deployment.yaml",
+                    "--signing-key", key)  # fmt: skip
+    assert code == EXIT_UNAVAILABLE
+    assert "cannot read --deployment file deploy/deployment.yaml: No such file or directory" in out
+
+
+def test_evidence_report_with_an_unreachable_broker_names_it(tmp_path: Path, closed_url: str) -> None:
+    key = tmp_path / "report.key"
+    assert run("evidence", "keygen", "--out", key)[0] == EXIT_OK
+    dep = tmp_path / "deployment.yaml"
+    dep.write_text(f"name: t\ntee: simulated\nbroker: {{url: '{closed_url}'}}\n", encoding="utf-8")
+    token = tmp_path / "admin.token"
+    token.write_text("t" * 32, encoding="utf-8")
+    code, out = run("evidence", "report", "--out", tmp_path / "r", "--deployment", dep, "--signing-key", key,
+                    "--admin-token-file", token)  # fmt: skip
+    assert code == EXIT_UNAVAILABLE, out
+    assert f"cannot reach the broker at {closed_url}" in out
+    assert "Traceback" not in out
+
+
+def test_a_missing_admin_token_file_is_named(tmp_path: Path, closed_url: str) -> None:
+    code, out = run("policy", "show", "--broker", closed_url, "--admin-token-file", tmp_path / "t")
+    assert code == EXIT_UNAVAILABLE and f"cannot read --admin-token-file file {tmp_path / 't'}" in out
+
+
+def test_an_unreachable_broker_is_not_a_refusal(tmp_path: Path, closed_url: str) -> None:
+    token = tmp_path / "admin.token"
+    token.write_text("t" * 32, encoding="utf-8")
+    code, out = run("policy", "show", "--broker", closed_url, "--admin-token-file", token)
+    assert code == EXIT_UNAVAILABLE and f"cannot reach the broker at {closed_url}" in out

@@ -107,7 +107,8 @@ def verify(  # noqa: PLR0917 - typer maps every option to a parameter
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print claims (or the result) as JSON")] = False,
 ) -> None:
-    """Verify attestation evidence offline. Exit 0 verified, 1 rejected (reason code), 2 usage error."""
+    """Verify attestation evidence offline. Exit 0 verified, 1 rejected (reason code), 2 usage error, 3 an
+    input file missing."""
     from enclavia.attestation.binding import check_report_data
     from enclavia.attestation.claims import Tee
     from enclavia.attestation.verifier import verify_evidence_all
