@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ PAGE_SHELL = Path(__file__).with_name("page_shell.py")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)")
 NORUN = re.compile(r"^\s*<!--\s*norun:\s*(?P<reason>.*?)\s*-->\s*$")
 MARK = "@@ docs-runner block"
+LOOPBACK_PORT = re.compile(r"127\.0\.0\.1:(\d{2,5})\b")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,17 @@ def page_env(scratch: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def ports_in_use(blocks: list[Block]) -> list[int]:
+    """Loopback ports the page's commands name that something already listens on (it would answer for us)."""
+    busy = []
+    for port in sorted({int(p) for b in blocks if b.runnable for p in LOOPBACK_PORT.findall(b.body)}):
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                busy.append(port)
+    return busy
 
 
 def run_page(blocks: list[Block], page: str, scratch: Path, timeout_s: float = 300.0) -> PageRun:

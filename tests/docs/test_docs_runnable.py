@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.docs.runner import REPO, pages, parse, run_page
+from tests.docs.runner import REPO, pages, parse, ports_in_use, run_page
 
 PAGES = {p.relative_to(REPO).as_posix(): parse(p.read_text(encoding="utf-8")) for p in pages()}
 RUNNABLE = sorted(name for name, blocks in PAGES.items() if any(b.runnable for b in blocks))
@@ -22,6 +23,8 @@ def _report(page: str, run_output: str, block: str | None) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("page", RUNNABLE)
 def test_page_runs(page: str, tmp_path: Path) -> None:
+    busy = ports_in_use(PAGES[page])
+    assert not busy, f"{page} starts services on 127.0.0.1 ports {busy}, where something already listens"
     run = run_page(PAGES[page], page, tmp_path)
     assert run.returncode == 0, _report(page, run.output, run.failed_block())
 
@@ -163,6 +166,16 @@ def test_background_services_are_stopped_at_the_end(tmp_path: Path) -> None:
         pid = int((tmp_path / "work" / name).read_text())
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_ports_in_use_sees_a_listener() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        blocks = _page(f"```sh\ncurl http://127.0.0.1:{port}/healthz\n```\n```text\n127.0.0.1:1\n```\n")
+        assert ports_in_use(blocks) == [port]
+    assert ports_in_use(blocks) == []
 
 
 def test_a_page_past_its_time_fails(tmp_path: Path) -> None:
