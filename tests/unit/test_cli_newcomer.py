@@ -146,3 +146,42 @@ def test_an_unreachable_broker_is_not_a_refusal(tmp_path: Path, closed_url: str)
     token.write_text("t" * 32, encoding="utf-8")
     code, out = run("policy", "show", "--broker", closed_url, "--admin-token-file", token)
     assert code == EXIT_UNAVAILABLE and f"cannot reach the broker at {closed_url}" in out
+
+
+def test_sim_policy_before_sim_init_names_the_key_and_the_command(tmp_path: Path) -> None:
+    code, out = run("sim", "policy", "--dir", tmp_path / "sim", "--out", tmp_path / "p.yaml")
+    assert code == EXIT_UNAVAILABLE
+    assert f"no simulated platform key file {tmp_path / 'sim' / 'platform_key.pem'}" in out
+    assert "enclavia sim init" in out
+
+
+@pytest.mark.parametrize("command", [["sim", "policy"], ["serve"]])
+def test_a_missing_classification_manifest_is_named(command: list[str], tmp_path: Path) -> None:
+    assert run("sim", "init", "--dir", tmp_path / "sim")[0] == EXIT_OK
+    extra = ["--dir", tmp_path / "sim"] if command[0] == "sim" else ["--state-dir", tmp_path]
+    code, out = run(*command, *extra, "--classification", tmp_path / "nope.yaml")
+    assert code == EXIT_UNAVAILABLE and f"no --classification file {tmp_path / 'nope.yaml'}" in out
+
+
+def test_an_invalid_classification_manifest_is_a_usage_error(tmp_path: Path) -> None:
+    assert run("sim", "init", "--dir", tmp_path / "sim")[0] == EXIT_OK
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("classes: 3\n", encoding="utf-8")
+    code, out = run(
+        "sim", "policy", "--dir", tmp_path / "sim", "--out", tmp_path / "p.yaml", "--classification", bad
+    )
+    assert code == EXIT_USAGE and f"--classification {bad}:" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["policy", "check", "nope.yaml"], ["evidence", "diagram", "--deployment", "nope.yaml"]],
+)
+def test_other_commands_name_their_missing_file(args: list[str]) -> None:
+    code, out = run(*args)
+    assert code == EXIT_UNAVAILABLE and "nope.yaml: No such file or directory" in out
+
+
+def test_model_train_into_an_unwritable_place_names_it() -> None:
+    code, out = run("model", "train", "--out", "/proc/no-such-dir/x.json")
+    assert code == EXIT_UNAVAILABLE and "cannot write --out /proc/no-such-dir/x.json" in out

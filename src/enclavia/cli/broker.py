@@ -277,6 +277,7 @@ def policy_check(file: Path) -> None:
     """Parse and validate a policy file locally (schema, references, CEL conditions). Exit 0 if valid."""
     from enclavia.policy.document import load_policy
 
+    read_input(file, "policy")  # missing: exit 3 naming it; invalid: exit 1 below
     try:
         policy = load_policy(file)
     except EnclaviaError as err:
@@ -300,6 +301,7 @@ def policy_apply(
     """Install a policy with compare-and-set on the revision (409 policy.revision_conflict if it moved)."""
     from enclavia.policy.document import load_policy
 
+    read_input(file, "policy")
     try:
         policy = load_policy(file)
     except EnclaviaError as err:

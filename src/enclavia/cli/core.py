@@ -58,9 +58,13 @@ def sim_policy(  # noqa: PLR0917 - typer options
 ) -> None:
     """Write a dev policy that pins this build's measurement and the simulated platform key."""
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
-    from enclavia.tee.simulated import load_platform_key
+    from enclavia.errors import ClassificationManifestError
+    from enclavia.tee.simulated import PLATFORM_KEY_FILE, load_platform_key
 
     sim = directory or paths.sim_dir()
+    _need_file(sim / PLATFORM_KEY_FILE, "simulated platform key", "create it with `enclavia sim init`")
+    _need_file(classification, "--classification")
+    _need_file(chat_model, "--chat-model")
     config = EnclaveConfig(
         model_dir=model_dir or paths.default_model_dir(),
         sim_dir=sim,
@@ -69,11 +73,20 @@ def sim_policy(  # noqa: PLR0917 - typer options
         chat_model=_chat_path(paths.state_dir(), chat, chat_model),
         kek_secret=kek_secret,
     )
-    manifest = manifest_for(config, load_models(config.model_dir))
+    try:
+        manifest = manifest_for(config, load_models(config.model_dir))
+    except ClassificationManifestError as err:
+        usage(f"--classification {classification}: {err.detail}")
     text = dev_policy_text(manifest.digest().hex(), load_platform_key(sim).public_bytes.hex())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {out} (profile: dev, measurement {manifest.digest().hex()})")
+
+
+def _need_file(path: Path | None, what: str, hint: str = "") -> None:
+    """A file the command will read: missing exits 3 naming it (before anything starts)."""
+    if path is not None and not path.is_file():
+        unavailable(f"no {what} file {path}" + (f": {hint}" if hint else ""))
 
 
 def dev_policy_text(measurement_hex: str, platform_key_hex: str) -> str:
@@ -105,7 +118,10 @@ def model_train(
     """Train the bundled clinical-risk classifier (Breast Cancer Wisconsin, scikit-learn)."""
     from enclavia.inference.training import write_artifact
 
-    path = write_artifact(out, seed)
+    try:
+        path = write_artifact(out, seed)
+    except OSError as err:
+        unavailable(f"cannot write --out {out}: {err.strerror or type(err).__name__}")
     typer.echo(f"wrote {path}")
 
 
@@ -213,6 +229,8 @@ def serve(  # noqa: PLR0917 - typer options
 
     if kek_secret and not broker:
         raise typer.BadParameter("--kek-secret needs --broker (the KEK is released by the broker)")
+    _need_file(classification, "--classification")
+    _need_file(chat_model, "--chat-model")
     state_dir = state or paths.state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
     host, _, port = listen.rpartition(":")

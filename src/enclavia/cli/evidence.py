@@ -54,6 +54,7 @@ def diagram(
     """Draw the data-flow diagram (SVG) from the deployment config and its classification manifest."""
     from enclavia.evidence.dataflow import deployment_svg
 
+    _deployment(deployment)  # missing: exit 3 naming it; invalid: exit 2
     out.write_text(deployment_svg(deployment), encoding="utf-8")
     typer.echo(f"wrote {out}")
 
