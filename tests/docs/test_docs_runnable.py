@@ -15,9 +15,9 @@ PAGES = {p.relative_to(REPO).as_posix(): parse(p.read_text(encoding="utf-8")) fo
 RUNNABLE = sorted(name for name, blocks in PAGES.items() if any(b.runnable for b in blocks))
 
 
-def _report(page: str, run_output: str, block: str | None) -> str:
+def _report(page: str, run_output: str, what: str) -> str:
     tail = "\n".join(run_output.splitlines()[-60:])
-    return f"{page}: the block at {block} failed\n--- last output ---\n{tail}"
+    return f"{page}: {what}\n--- last output ---\n{tail}"
 
 
 @pytest.mark.slow
@@ -26,7 +26,8 @@ def test_page_runs(page: str, tmp_path: Path) -> None:
     busy = ports_in_use(PAGES[page])
     assert not busy, f"{page} starts services on 127.0.0.1 ports {busy}, where something already listens"
     run = run_page(PAGES[page], page, tmp_path)
-    assert run.returncode == 0, _report(page, run.output, run.failed_block())
+    assert run.returncode == 0, _report(page, run.output, f"the block at {run.failed_block()} failed")
+    assert "Traceback" not in run.output, _report(page, run.output, "a command printed a Python traceback")
 
 
 def test_the_runner_has_pages_to_run() -> None:
