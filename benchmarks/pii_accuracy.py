@@ -167,7 +167,7 @@ def main() -> None:
     from enclavia.protect.detect import Detector
 
     if not args.data.is_file():
-        raise SystemExit(f"no data set at {args.data}: pass --data PATH/synth_dataset_v2.json (presidio-research)")
+        raise SystemExit(f"no data set at {args.data}: pass --data PATH/synth_dataset_v2.json")
     records = json.loads(args.data.read_text())
     if args.limit:
         records = records[: args.limit]
