@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Modules that need a vector at collection time (parametrize lists) import VECTORS; tests take the fixture.
 ASSETS = REPO / "tests" / "assets"
 VECTORS = ASSETS / "vectors"
-SHARED = ASSETS  # the old root (../shared had the same vectors/ and data/ layout): kept so older tests still work
+SHARED = ASSETS  # the old root (../shared: same vectors/ and data/ layout), kept so older tests still work
 
 
 @pytest.fixture(scope="session")
