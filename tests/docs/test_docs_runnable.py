@@ -12,6 +12,7 @@ import pytest
 from tests.docs.runner import REPO, pages, parse, ports_in_use, run_page
 
 PAGES = {p.relative_to(REPO).as_posix(): parse(p.read_text(encoding="utf-8")) for p in pages()}
+SHELL_ALIASES = {"bash", "shell", "console", "shell-session", "zsh"}  # would silently escape the runner
 RUNNABLE = sorted(name for name, blocks in PAGES.items() if any(b.runnable for b in blocks))
 
 
@@ -40,6 +41,8 @@ def test_every_fence_says_what_it_holds(page: str) -> None:
     """A bare fence is neither run nor marked: each says `sh` (typed by a user), or `text`, `json`, ..."""
     bare = [b.line for b in PAGES[page] if not b.info]
     assert not bare, f"{page}: fences without an info string at lines {bare}"
+    shells = [b.line for b in PAGES[page] if b.info in SHELL_ALIASES]
+    assert not shells, f"{page}: commands go in `sh` blocks (run) or `text` (output), lines {shells}"
 
 
 @pytest.mark.parametrize("page", sorted(PAGES))
