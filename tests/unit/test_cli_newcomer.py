@@ -185,3 +185,8 @@ def test_other_commands_name_their_missing_file(args: list[str]) -> None:
 def test_model_train_into_an_unwritable_place_names_it() -> None:
     code, out = run("model", "train", "--out", "/proc/no-such-dir/x.json")
     assert code == EXIT_UNAVAILABLE and "cannot write --out /proc/no-such-dir/x.json" in out
+
+
+def test_a_bad_argument_is_named(policy: Path, closed_url: str) -> None:
+    code, out = run("attest", closed_url, "--policy", policy, "--nonce", "zz")
+    assert code == EXIT_USAGE and "--nonce must be hex" in out

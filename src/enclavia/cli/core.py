@@ -356,7 +356,7 @@ def attest(  # noqa: PLR0917 - typer maps every option to a parameter
     try:
         nonce_bytes = bytes.fromhex(nonce) if nonce else None
     except ValueError:
-        typer.echo("nonce must be hex", err=True)
+        typer.echo("usage error: --nonce must be hex", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     try:
         with _load_client(url, policy, **_tlog_options(tlog, tlog_key, tlog_state, release_key)) as client:
