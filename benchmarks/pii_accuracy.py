@@ -1,4 +1,4 @@
-"""PII detection accuracy and latency on ../shared/data/pii (presidio-research synth_dataset_v2).
+"""PII detection accuracy and latency on presidio-research synth_dataset_v2 (not bundled: --data PATH).
 
 Span-level precision, recall and F2 (beta 2: recall weighs four times precision), overall and per gold
 entity type, under two matchings:
@@ -166,6 +166,8 @@ def main() -> None:
 
     from enclavia.protect.detect import Detector
 
+    if not args.data.is_file():
+        raise SystemExit(f"no data set at {args.data}: pass --data PATH/synth_dataset_v2.json")
     records = json.loads(args.data.read_text())
     if args.limit:
         records = records[: args.limit]

@@ -6,13 +6,12 @@ Warm = one ChainCache shared across calls, as a broker or client keeps it: the c
 once and then only its validity window is checked; every call still parses the evidence and verifies the
 evidence signature (ECDSA P-384), which dominates. Cold numbers (no cache: full chain every time: two
 RSA-4096 PSS verifications for SEV-SNP, four ECDSA P-384 for Nitro) are printed beside them for the
-ratio. Vectors come from ../shared/vectors (or $ENCLAVIA_SHARED/vectors), at the times SOURCE.md pins.
+ratio. Vectors come from tests/assets/vectors, at the times SOURCE.md pins.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from enclavia.attestation.platforms.sevsnp import verify as snp
 from enclavia.crypto.pki import ChainCache
 
 REPO = Path(__file__).resolve().parents[1]
-VECTORS = Path(os.environ.get("ENCLAVIA_SHARED", REPO.parent / "shared")) / "vectors"
+VECTORS = REPO / "tests" / "assets" / "vectors"
 TARGET_US = 1000.0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ from enclavia.attestation.roots.intel import INTEL_SGX_ROOT_CA_DER  # noqa: E402
 from enclavia.attestation.verifier import verify_evidence  # noqa: E402
 from enclavia.crypto.pki import ChainCache  # noqa: E402
 
-VECTORS = Path(os.environ.get("ENCLAVIA_SHARED", REPO.parent / "shared")) / "vectors"
+VECTORS = REPO / "tests" / "assets" / "vectors"
 
 
 def measure(fn: Callable[[], object], n: int) -> tuple[float, float]:

@@ -1,21 +1,26 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("ENCLAVIA_SHARED", REPO.parent / "shared"))
+# Vendor evidence and standard vectors, copied in with their SOURCE.md (see tests/assets/README.md).
+# Modules that need a vector at collection time (parametrize lists) import VECTORS; tests take the fixture.
+ASSETS = REPO / "tests" / "assets"
+VECTORS = ASSETS / "vectors"
+SHARED = ASSETS  # the old root (../shared: same vectors/ and data/ layout), kept so older tests still work
 
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
-    path = SHARED / "vectors"
-    assert path.is_dir(), f"shared vectors not found at {path}"
-    return path
+    assert VECTORS.is_dir(), f"test vectors not found at {VECTORS}"
+    return VECTORS
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    return SHARED / "data"
+    """Labelled data sets a test needs (none is bundled yet: see tests/assets/README.md before adding one)."""
+    path = ASSETS / "data"
+    assert path.is_dir(), f"test data not found at {path}: copy the set, with its SOURCE.md, in there"
+    return path

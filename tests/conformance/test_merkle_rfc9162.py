@@ -1,4 +1,4 @@
-"""RFC 6962 / RFC 9162 Merkle conformance: shared/vectors/merkle (provenance in its SOURCE.md).
+"""RFC 6962 / RFC 9162 Merkle conformance: tests/assets/vectors/merkle (provenance in its SOURCE.md).
 
 * rfc6962_testset.json: the standard 8-leaf set (transparency-dev/merkle testonly/constants.go and the
   proof tables of proof/verify_test.go): leaf hashes, every complete subtree hash, roots 0..8, 5 inclusion

@@ -1,4 +1,4 @@
-"""Every NVIDIA GPU evidence set in ../shared/vectors/nvidia, with the values its SOURCE.md states."""
+"""Every NVIDIA GPU evidence set in tests/assets/vectors/nvidia, with the values its SOURCE.md states."""
 
 from __future__ import annotations
 

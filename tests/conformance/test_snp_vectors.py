@@ -34,6 +34,7 @@ from enclavia.crypto.pki import (
 )
 from enclavia.errors import CertificateExpiredError, CertificateNotYetValidError
 from tests.attestation_factory import cert_table
+from tests.conftest import VECTORS
 
 _HEADER = re.compile(r"^## (\S+) \((VCEK|VLEK), (\w+)(?:, \w+)?\) \(key: (\S+), chain: (\S+)\)\s*$")
 _BULLET = re.compile(r"^- ([^:]+): `([^`]*)`\s*$")
@@ -98,13 +99,7 @@ def load_cases(vectors: Path) -> list[SnpCase]:
     return cases
 
 
-def _vectors() -> Path:
-    from tests.conftest import SHARED
-
-    return SHARED / "vectors"
-
-
-CASES = load_cases(_vectors()) if (_vectors() / "snp").is_dir() else []
+CASES = load_cases(VECTORS)  # parametrize needs the list at collection; same root as the fixture
 
 
 def test_every_snp_report_in_vectors_has_a_case(vectors: Path) -> None:

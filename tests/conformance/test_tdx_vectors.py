@@ -1,4 +1,4 @@
-"""Every DCAP vector in ../shared/vectors/tdx, at the time its SOURCE.md pins, with the values it states."""
+"""Every DCAP vector in tests/assets/vectors/tdx, at the time its SOURCE.md pins, with the values stated."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from enclavia.attestation.platforms.tdx.abi import TEE_TYPE_TDX, parse_quote
 from enclavia.attestation.platforms.tdx.verify import verify
 from enclavia.attestation.roots.intel import INTEL_SGX_ROOT_CA_DER, INTEL_SGX_ROOT_CA_SHA256
 from enclavia.errors import EvidenceFormatError, TcbError
-from tests.conftest import SHARED
+from tests.conftest import VECTORS
 from tests.tee_vectors import TdxCase, read_evidence, tdx_cases
 
-CASES = tdx_cases(SHARED / "vectors")  # parametrize needs the list at collection; same root as the fixture
+CASES = tdx_cases(VECTORS)  # parametrize needs the list at collection; same root as the fixture
 TDX_CASES = [c for c in CASES if int(c.fields["tee_type"], 16) == TEE_TYPE_TDX]
 
 

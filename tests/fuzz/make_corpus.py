@@ -6,7 +6,7 @@ For every target in tests/fuzz/targets.py: a few real inputs (``valid-*``: the t
 replay), real vendor evidence where it exists (``real-*``), hand-made hostile inputs (``attack-*``), and
 deterministic mutations of the real ones (``mut-*``, fixed seed). Seeds that involve fresh randomness (HPKE
 encapsulations, the fuzz enclave's key) differ from run to run; every version replays the same way.
-Vendor evidence comes from ../shared/vectors (see each SOURCE.md for its provenance).
+Vendor evidence comes from tests/assets/vectors (see each SOURCE.md for its provenance).
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ import shutil
 import uuid
 from pathlib import Path
 
-from tests.conftest import SHARED
+from tests.conftest import VECTORS
 from tests.fuzz import targets as t
 from tests.tee_vectors import read_evidence
 
 CORPUS = Path(__file__).parent / "corpus"
-VECTORS = SHARED / "vectors"
 MUTATIONS = 4
 
 

@@ -28,7 +28,7 @@ from enclavia.tee.simulated import SimulatedAttester
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 # Wycheproof x25519_test.json, flag ZeroSharedSecret: public keys of small order (the zero point, 1, the
-# order-8 points and their non-canonical encodings). Loaded from ../shared/vectors by the tests that need
+# order-8 points and their non-canonical encodings). Loaded from tests/assets/vectors by the tests that need
 # all of them; these two stand in where a constant is enough.
 ZERO_POINT = bytes(32)
 ORDER_8_POINT = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")

@@ -1,4 +1,5 @@
-"""`enclavia verify` over real vectors: exit 0 verified/allowed, 1 rejected with a reason code, 2 usage."""
+"""`enclavia verify` over real vectors: exit 0 verified/allowed, 1 rejected (reason code), 2 usage, 3 missing
+input file."""
 
 from __future__ import annotations
 
@@ -169,9 +170,7 @@ def test_nvidia_multi_gpu_json(gpu: dict[str, Path]) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["missing-file", "--tee", "tdx"],
         ["{quote}", "--tee", "sgx"],
-        ["{quote}", "--tee", "tdx", "--collateral", "missing.json"],
         ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--at", "yesterday"],
         ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--at", "2025-06-20T00:00:00"],
         ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--report-data", "zz"],
@@ -179,7 +178,6 @@ def test_nvidia_multi_gpu_json(gpu: dict[str, Path]) -> None:
         ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--nonce", "xyz"],
         ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--nonce", "00" * 32],
         ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--cert", "{col}"],
-        ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--policy", "missing.yaml"],
         ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--policy", "{col}"],
         ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--sim-key", "00"],
         ["{quote}"],
@@ -189,6 +187,24 @@ def test_usage_errors(tdx: dict[str, Path], args: list[str]) -> None:
     filled = [a.format(quote=tdx["quote"], col=tdx["col"]) for a in args]
     code, out = run(*filled)
     assert code == 2, out
+
+
+@pytest.mark.parametrize(
+    ("args", "missing"),
+    [
+        (["missing-file", "--tee", "tdx"], "evidence file missing-file"),
+        (["{quote}", "--tee", "tdx", "--collateral", "missing.json"], "collateral file missing.json"),
+        (["{quote}", "--tee", "tdx", "--cert", "nope.pem"], "certificate file nope.pem"),
+        (
+            ["{quote}", "--tee", "tdx", "--collateral", "{col}", "--policy", "missing.yaml"],
+            "policy file missing.yaml",
+        ),
+    ],
+)
+def test_missing_input_exits_3_naming_the_file(tdx: dict[str, Path], args: list[str], missing: str) -> None:
+    code, out = run(*[a.format(quote=tdx["quote"], col=tdx["col"]) for a in args])
+    assert code == 3, out
+    assert f"cannot read {missing}: No such file or directory" in out
 
 
 def test_evidence_bytes() -> None:

@@ -17,9 +17,8 @@ from enclavia.attestation.platforms.sevsnp import abi as snp_abi
 from enclavia.attestation.platforms.sevsnp import verify as snp
 from enclavia.crypto import pki
 from enclavia.errors import EnclaviaError
-from tests.conftest import SHARED
+from tests.conftest import VECTORS
 
-VECTORS = SHARED / "vectors"
 FUZZ = settings(
     max_examples=300,
     deadline=500,

@@ -13,10 +13,10 @@ from enclavia.attestation.platforms.nvidia.abi import parse_report
 from enclavia.attestation.platforms.nvidia.verify import verify, verify_evidence_list
 from enclavia.crypto.pki import ChainCache
 from enclavia.errors import EnclaviaError
-from tests.conftest import SHARED
+from tests.conftest import VECTORS
 from tests.tee_vectors import read_evidence
 
-D = SHARED / "vectors" / "nvidia" / "nvtrust"
+D = VECTORS / "nvidia" / "nvtrust"
 REPORT = read_evidence(D / "hopperAttestationReport.txt")
 CHAIN = (D / "hopperCertChain.pem").read_bytes()
 PPCIE = json.loads((D / "ppcie_gpu_evidence_8xH100.json").read_bytes())

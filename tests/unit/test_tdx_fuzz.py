@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 from enclavia.attestation.platforms.tdx.abi import parse_quote
 from enclavia.attestation.platforms.tdx.verify import verify
 from enclavia.errors import EnclaviaError
-from tests.conftest import SHARED
+from tests.conftest import VECTORS
 
-D = SHARED / "vectors" / "tdx" / "dcap-qvl"
-QUOTE = (D / "tdx_quote").read_bytes() if D.is_dir() else b""
-QUOTE_V5 = (D / "tdx_quote_outdated").read_bytes() if D.is_dir() else b""
-COLLATERAL = json.loads((D / "tdx_quote_collateral.json").read_bytes()) if D.is_dir() else {}
+D = VECTORS / "tdx" / "dcap-qvl"
+# A missing vector fails collection, not a silent empty corpus.
+QUOTE = (D / "tdx_quote").read_bytes()
+QUOTE_V5 = (D / "tdx_quote_outdated").read_bytes()
+COLLATERAL = json.loads((D / "tdx_quote_collateral.json").read_bytes())
 AT = datetime(2025, 6, 20, tzinfo=UTC)
 FUZZ = settings(max_examples=300, deadline=500, suppress_health_check=[HealthCheck.too_slow])
 

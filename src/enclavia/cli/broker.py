@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from enclavia.cli import paths
+from enclavia.cli.exits import read_input, unreachable
 from enclavia.errors import EnclaviaError
 
 broker_app = typer.Typer(no_args_is_help=True, help="Key broker: attestation-gated key release.")
@@ -155,7 +156,7 @@ def _console_svg() -> str | None:
 
 def _admin_token(token_file: Path | None, *, required: bool = True) -> str | None:
     if token_file is not None:
-        token = token_file.read_text(encoding="utf-8").strip()
+        token = read_input(token_file, "--admin-token-file").decode("utf-8", "replace").strip()
     else:
         token = os.environ.get(ENV_TOKEN, "")
     if not token and required:
@@ -180,8 +181,7 @@ def _admin_raw(
     try:
         resp = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
     except httpx.HTTPError:
-        _fail("REJECTED: transport.error (broker unreachable)")
-        raise AssertionError from None  # unreachable: _fail raises
+        unreachable(_url(broker), "broker")
     try:
         doc = resp.json()
     except ValueError:
@@ -277,6 +277,7 @@ def policy_check(file: Path) -> None:
     """Parse and validate a policy file locally (schema, references, CEL conditions). Exit 0 if valid."""
     from enclavia.policy.document import load_policy
 
+    read_input(file, "policy")  # missing: exit 3 naming it; invalid: exit 1 below
     try:
         policy = load_policy(file)
     except EnclaviaError as err:
@@ -300,6 +301,7 @@ def policy_apply(
     """Install a policy with compare-and-set on the revision (409 policy.revision_conflict if it moved)."""
     from enclavia.policy.document import load_policy
 
+    read_input(file, "policy")
     try:
         policy = load_policy(file)
     except EnclaviaError as err:

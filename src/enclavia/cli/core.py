@@ -10,13 +10,13 @@ from typing import Annotated, Any
 import typer
 
 from enclavia.cli import paths
-from enclavia.errors import EnclaviaError
+from enclavia.cli.exits import EXIT_REJECTED, EXIT_USAGE, read_input, unavailable, unreachable, usage
+from enclavia.errors import EnclaviaError, TransportError
 
 sim_app = typer.Typer(no_args_is_help=True, help="Simulated TEE (development only).")
 model_app = typer.Typer(no_args_is_help=True, help="Model artifacts.")
 
-EXIT_REJECTED = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_REJECTED", "EXIT_USAGE", "dev_policy_text", "model_app", "register", "serve", "sim_app"]
 
 
 def register(app: typer.Typer) -> None:
@@ -58,9 +58,13 @@ def sim_policy(  # noqa: PLR0917 - typer options
 ) -> None:
     """Write a dev policy that pins this build's measurement and the simulated platform key."""
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
-    from enclavia.tee.simulated import load_platform_key
+    from enclavia.errors import ClassificationManifestError
+    from enclavia.tee.simulated import PLATFORM_KEY_FILE, load_platform_key
 
     sim = directory or paths.sim_dir()
+    _need_file(sim / PLATFORM_KEY_FILE, "simulated platform key", "create it with `enclavia sim init`")
+    _need_file(classification, "--classification")
+    _need_file(chat_model, "--chat-model")
     config = EnclaveConfig(
         model_dir=model_dir or paths.default_model_dir(),
         sim_dir=sim,
@@ -69,11 +73,20 @@ def sim_policy(  # noqa: PLR0917 - typer options
         chat_model=_chat_path(paths.state_dir(), chat, chat_model),
         kek_secret=kek_secret,
     )
-    manifest = manifest_for(config, load_models(config.model_dir))
+    try:
+        manifest = manifest_for(config, load_models(config.model_dir))
+    except ClassificationManifestError as err:
+        usage(f"--classification {classification}: {err.detail}")
     text = dev_policy_text(manifest.digest().hex(), load_platform_key(sim).public_bytes.hex())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {out} (profile: dev, measurement {manifest.digest().hex()})")
+
+
+def _need_file(path: Path | None, what: str, hint: str = "") -> None:
+    """A file the command will read: missing exits 3 naming it (before anything starts)."""
+    if path is not None and not path.is_file():
+        unavailable(f"no {what} file {path}" + (f": {hint}" if hint else ""))
 
 
 def dev_policy_text(measurement_hex: str, platform_key_hex: str) -> str:
@@ -105,8 +118,56 @@ def model_train(
     """Train the bundled clinical-risk classifier (Breast Cancer Wisconsin, scikit-learn)."""
     from enclavia.inference.training import write_artifact
 
-    path = write_artifact(out, seed)
+    try:
+        path = write_artifact(out, seed)
+    except OSError as err:
+        unavailable(f"cannot write --out {out}: {err.strerror or type(err).__name__}")
     typer.echo(f"wrote {path}")
+
+
+def _bundled_examples() -> dict[str, dict[str, Any]]:
+    """Request bodies for the bundled non-classifier models (OpenAI shapes, through `enclavia proxy`)."""
+    from enclavia.inference.chat import BUNDLED_MODEL_ID
+    from enclavia.inference.embeddings import MODEL_ID
+
+    return {
+        MODEL_ID: {"model": MODEL_ID, "input": ["Patient reports chest pain on exertion."]},
+        BUNDLED_MODEL_ID: {
+            "model": BUNDLED_MODEL_ID,
+            "messages": [{"role": "user", "content": "What does an HbA1c of 6.1% mean?"}],
+            "max_tokens": 64,
+        },
+    }
+
+
+@model_app.command("example")
+def model_example(
+    name: Annotated[str, typer.Argument(help="Model name: a classifier in --model-dir, or a bundled model")],
+    model_dir: Annotated[Path | None, typer.Option(help="Model directory (default build/models)")] = None,
+) -> None:
+    """Print a valid input for a model: for a classifier, its `predict --input` JSON (every feature at its
+    training mean); for the bundled embedding and chat models, an OpenAI request body."""
+    from enclavia.inference.linear import ArtifactError, LinearClassifier
+
+    if name in (bundled := _bundled_examples()):
+        typer.echo(json.dumps(bundled[name], indent=2))
+        return
+    if not name or "/" in name or name.startswith("."):
+        usage(f"model name {name!r} is not a file name")
+    path = (model_dir or paths.default_model_dir()) / f"{name}.json"
+    if not path.is_file():
+        unavailable(
+            f"no model {name!r}: {path} does not exist (train the bundled classifier with `enclavia model "
+            f"train --out {path}`; bundled models: {', '.join(bundled)})"
+        )
+    raw = read_input(path, "model artifact")
+    try:
+        model = LinearClassifier(raw)
+    except ArtifactError:
+        usage(f"{path} is not a model artifact")
+    features = model.example_features()
+    model.predict(features)  # the example must pass the enclave's own input checks
+    typer.echo(json.dumps({"features": features}, indent=2))
 
 
 # -- serve ---------------------------------------------------------------------------------------
@@ -168,6 +229,8 @@ def serve(  # noqa: PLR0917 - typer options
 
     if kek_secret and not broker:
         raise typer.BadParameter("--kek-secret needs --broker (the KEK is released by the broker)")
+    _need_file(classification, "--classification")
+    _need_file(chat_model, "--chat-model")
     state_dir = state or paths.state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
     host, _, port = listen.rpartition(":")
@@ -244,7 +307,9 @@ def _chat_args(state_dir: Path, bundled: bool, path: Path | None, threads: int) 
 def _load_client(url: str, policy: Path | None, **kw: Any) -> Any:
     from enclavia.client.sdk import Client
 
-    return Client(url, policy or paths.default_policy(), **kw)
+    path = policy or paths.default_policy()
+    read_input(path, "policy")  # missing: exit 3 naming it (`enclavia sim policy` writes a dev one)
+    return Client(url, path, **kw)
 
 
 def _tlog_options(
@@ -265,7 +330,9 @@ def _tlog_options(
     return {"tlog": tlog, "tlog_key": log_key, "tlog_state": state, "release_keys": releases}
 
 
-def _fail(err: EnclaviaError, as_json: bool) -> None:
+def _fail(err: EnclaviaError, as_json: bool, url: str) -> None:
+    if isinstance(err, TransportError):
+        unreachable(url, "enclave host")
     if as_json:
         typer.echo(json.dumps({"trusted": False, "reason": err.code}))
     else:
@@ -289,14 +356,14 @@ def attest(  # noqa: PLR0917 - typer maps every option to a parameter
     try:
         nonce_bytes = bytes.fromhex(nonce) if nonce else None
     except ValueError:
-        typer.echo("nonce must be hex", err=True)
+        typer.echo("usage error: --nonce must be hex", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     try:
         with _load_client(url, policy, **_tlog_options(tlog, tlog_key, tlog_state, release_key)) as client:
             enclave = client.attest(nonce_bytes)
             inclusion = client.last_inclusion
     except EnclaviaError as err:
-        _fail(err, as_json)
+        _fail(err, as_json, url)
         return
     result = enclave.result.to_json()
     if as_json:
@@ -339,18 +406,21 @@ def predict(
     input_file: Annotated[str, typer.Option("--input", help="JSON file with features, or - for stdin")],
     policy: Annotated[Path | None, typer.Option(help="Policy file")] = None,
 ) -> None:
-    """Send one encrypted prediction and print the decrypted JSON result."""
+    """Send one encrypted prediction and print the decrypted JSON result (`enclavia model example MODEL`
+    prints a valid --input). Exit 0 ok, 1 refused (reason code), 2 bad input, 3 missing file, unreachable."""
+    raw = sys.stdin.buffer.read() if input_file == "-" else read_input(Path(input_file), "input")
     try:
-        raw = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
         doc = json.loads(raw)
-    except (OSError, ValueError):
-        typer.echo("input must be a readable JSON file", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+    except ValueError as err:
+        where = f" (line {err.lineno}, column {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
+        usage(f"--input {input_file} is not JSON{where}; `enclavia model example {model}` prints a valid one")
     features = doc.get("features", doc) if isinstance(doc, dict) else doc
     try:
         with _load_client(url, policy) as client:
             out = client.predict(model, features)
+    except TransportError:
+        unreachable(url, "enclave host")
     except EnclaviaError as err:
-        typer.echo(f"ERROR: {err.code}", err=True)
+        typer.echo(f"REJECTED: {err.code}", err=True)
         raise typer.Exit(EXIT_REJECTED) from None
     typer.echo(json.dumps(out, indent=2))

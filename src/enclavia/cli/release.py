@@ -1,6 +1,8 @@
 """`enclavia release ...` and `enclavia log ...`: the release authority's commands (thin wrappers).
 
-Exit codes: 0 done / verified; 1 refused (with the error's stable code); 2 usage error.
+Exit codes (enclavia.cli.exits): 0 done / verified; 1 refused (the error's stable code and its fixed detail);
+2 usage error (names the argument); 3 an input file missing or unreadable, or the log / broker unreachable
+(names the path or URL).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from enclavia.cli import paths
-from enclavia.errors import EnclaviaError
+from enclavia.cli.exits import EXIT_REJECTED, EXIT_USAGE, read_input, unavailable, unreachable, usage
+from enclavia.errors import EnclaviaError, TransportError
 
-EXIT_REJECTED = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_REJECTED", "EXIT_USAGE", "register"]
 
 release_app = typer.Typer(no_args_is_help=True, help="Build, measure, sign and roll out enclave releases.")
 log_app = typer.Typer(no_args_is_help=True, help="Transparency log of releases (RFC 9162).")
@@ -34,13 +36,27 @@ def register(app: typer.Typer) -> None:
 
 
 def _usage(message: str) -> NoReturn:
-    typer.echo(f"usage error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
+    usage(message)
 
 
-def _refused(err: EnclaviaError) -> NoReturn:
-    typer.echo(f"REFUSED: {err.code}", err=True)
+def _refused(err: EnclaviaError, url: str | None = None, what: str = "broker") -> NoReturn:
+    """The stable code and the error's detail (a fixed phrase chosen by the raiser, never input content)."""
+    if isinstance(err, TransportError) and url is not None:
+        unreachable(url, what)
+    typer.echo(f"REFUSED: {err.code} ({err.detail})", err=True)
     raise typer.Exit(EXIT_REJECTED)
+
+
+def _signing_key(path: Path, option: str) -> Any:
+    """A private key file named by `option`: missing exits 3 naming it and how to make one, invalid 2."""
+    from enclavia.release.keys import load_signing_key
+
+    if not path.exists():
+        unavailable(f"no {option} file {path}: create it with `enclavia release keygen --out {path}`")
+    try:
+        return load_signing_key(path)
+    except (OSError, ValueError):
+        _usage(f"{option} {path} is not an Ed25519 private key (PEM from `enclavia release keygen`)")
 
 
 def _write_json(doc: Any, out: Path | None) -> None:
@@ -116,6 +132,15 @@ def release_measure(
     from enclavia.release import measure
     from enclavia.release.build import load_build
 
+    read_input(build_file, "--build")
+    for option, given in (
+        ("--ovmf", ovmf),
+        ("--kernel", kernel),
+        ("--initrd", initrd),
+        ("--eif-json", eif_json),
+    ):
+        if given is not None:
+            read_input(given, option)  # a missing image file exits 3 naming it, not record_invalid
     try:
         tee_kind = Tee(tee)
         build = load_build(build_file)
@@ -146,7 +171,7 @@ def release_measure(
             for item in rtmr or []:
                 name, _, value = item.partition("=")
                 regs[name.strip().lower()] = value.strip()
-            values, inputs = measure.measure_tdx(regs)
+            values, inputs = _tdx_registers(measure, regs)
         else:
             _usage("no release measurement for this TEE")
     except EnclaviaError as err:
@@ -156,6 +181,23 @@ def release_measure(
     updated = build.with_measurement(tee_kind, values, inputs)
     _write_json(updated.to_json(), out or build_file)
     typer.echo(f"{tee_kind}: {json.dumps(values, sort_keys=True)}", err=True)
+
+
+def _tdx_registers(measure: Any, regs: dict[str, str]) -> Any:
+    """measure_tdx, with a bad register reported as the option that gave it (--mrtd, --rtmr rtmr1=...)."""
+    for name, value in regs.items():
+        try:
+            raw = bytes.fromhex(value.removeprefix("0x"))
+        except ValueError:
+            _usage(f"{_tdx_option(name)} is not hex")
+        if len(raw) != measure.MEASUREMENT_LEN:
+            n = measure.MEASUREMENT_LEN
+            _usage(f"{_tdx_option(name)} must be {n} bytes ({2 * n} hex digits), got {len(raw)}")
+    return measure.measure_tdx({k: v.removeprefix("0x") for k, v in regs.items()})
+
+
+def _tdx_option(name: str) -> str:
+    return "--mrtd" if name == "mrtd" else f"--rtmr {name}"
 
 
 # -- keys, signing, approvals --------------------------------------------------------------------
@@ -173,10 +215,7 @@ def _public_keys(values: list[str] | None, what: str) -> list[bytes]:
 def _load_release(path: Path) -> Any:
     from enclavia.attestation.release import parse_signed_release
 
-    try:
-        data = path.read_bytes()
-    except OSError:
-        _usage(f"cannot read {path}")
+    data = read_input(path, "--release")
     try:
         return parse_signed_release(data)
     except EnclaviaError as err:
@@ -190,10 +229,11 @@ def _load_approvers(path: Path | None) -> Any:
 
     if path is None:
         return None
+    raw = read_input(path, "--approvers")
     try:
-        return ApproverSet.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
-        _usage("approvers file: {threshold: k, approvers: {name: public key hex}}")
+        return ApproverSet.from_mapping(yaml.safe_load(raw.decode("utf-8")) or {})
+    except (UnicodeDecodeError, ValueError, AttributeError, yaml.YAMLError):
+        _usage(f"--approvers {path}: expected {{threshold: k, approvers: {{name: public key hex}}}}")
 
 
 @release_app.command("keygen")
@@ -227,15 +267,15 @@ def release_sign(
 
     from enclavia.attestation.release import ReleaseRecord, sign_record
     from enclavia.release.build import load_build
-    from enclavia.release.keys import load_signing_key
 
     try:
         when = datetime.fromisoformat(time.replace("Z", "+00:00")) if time else datetime.now(UTC)
-        if when.tzinfo is None:
-            _usage("--time needs a UTC offset")
-        signing_key = load_signing_key(key)
-    except (OSError, ValueError):
-        _usage("cannot read the key or parse --time")
+    except ValueError:
+        _usage("--time must be an ISO 8601 time")
+    if when.tzinfo is None:
+        _usage("--time needs a UTC offset")
+    signing_key = _signing_key(key, "--key")
+    read_input(build_file, "--build")
     try:
         build = load_build(build_file)
         if not build.measurements:
@@ -263,14 +303,13 @@ def release_approve(
 ) -> None:
     """Add a named approver's signature to a signed release."""
     from enclavia.attestation.release import approve
-    from enclavia.release.keys import load_signing_key
 
     signed = _load_release(release)
+    signing_key = _signing_key(key, "--key")
     try:
-        signing_key = load_signing_key(key)
         updated = approve(signed, name, signing_key)
-    except (OSError, ValueError) as err:
-        _usage(str(err) if isinstance(err, ValueError) else "cannot read the key")
+    except ValueError as err:
+        _usage(str(err))
     _write_json(updated.to_json(), release)
     typer.echo(f"approved by {name}: {', '.join(updated.approvers)}", err=True)
 
@@ -326,15 +365,13 @@ def log_serve(
 
     import uvicorn
 
-    from enclavia.release.keys import load_signing_key
     from enclavia.release.tlog import TransparencyLog
     from enclavia.release.tlog_server import create_log_app
 
+    if not db:
+        paths.state_dir().mkdir(parents=True, exist_ok=True)  # the default SQLite file lives there
     url = db or f"sqlite:///{(paths.state_dir() / 'tlog.db').resolve()}"
-    try:
-        signing_key = load_signing_key(key)
-    except (OSError, ValueError):
-        _usage("cannot read the log key")
+    signing_key = _signing_key(key, "--key (log key)")
     try:
         log = TransparencyLog(
             url,
@@ -379,8 +416,7 @@ def log_append(
             timeout=30,
         )
     except httpx.HTTPError:
-        typer.echo("REFUSED: transport.error", err=True)
-        raise typer.Exit(EXIT_REJECTED) from None
+        unreachable(url, "transparency log")
     if resp.status_code not in (200, 201):
         try:
             code = str(resp.json().get("code", "tlog.error"))
@@ -420,7 +456,7 @@ def log_check(
             approvers=_load_approvers(approvers),
         )
     except EnclaviaError as err:
-        _refused(err)
+        _refused(err, url, "transparency log")
     finally:
         reader.close()
     typer.echo(
@@ -469,7 +505,7 @@ def _run_step(step: str, state: Path | None, broker: str | None, token_file: Pat
         current = RolloutState.load(path)
         updated = getattr(rollout, step)(current)
     except EnclaviaError as err:
-        _refused(err)
+        _refused(err, rollout.admin.url)
     updated.save(path)
     typer.echo(f"{step}: {updated.new} phase {updated.phase}, policy revision {updated.steps[-1].revision}")
 
@@ -516,17 +552,20 @@ def rollout_start(
         verify_release(signed, release_keys=keys, approvers=approver_set)
         if tlog is not None:
             (log_pub,) = _public_keys([tlog_key or ""], "--tlog-key")
-            check_release_included(
-                HttpLogReader(tlog),
-                log_public_key=log_pub,
-                store=MemoryTreeHeadStore(),
-                manifest_digest=signed.record.manifest_digest,
-                release_keys=keys,
-                approvers=approver_set,
-            )
+            try:
+                check_release_included(
+                    HttpLogReader(tlog),
+                    log_public_key=log_pub,
+                    store=MemoryTreeHeadStore(),
+                    manifest_digest=signed.record.manifest_digest,
+                    release_keys=keys,
+                    approvers=approver_set,
+                )
+            except TransportError:
+                unreachable(tlog, "transparency log")
         current = rollout.start(signed, tee=tee_kind, deadline=end, old=old)
     except EnclaviaError as err:
-        _refused(err)
+        _refused(err, rollout.admin.url)
     except ValueError as err:
         _usage(str(err))
     current.save(_state_path(state))

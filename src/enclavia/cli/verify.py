@@ -1,7 +1,8 @@
 """`enclavia verify`: verify evidence offline, optionally appraise it under a policy.
 
-Exit codes: 0 verified (and allowed, with --policy); 1 rejected, with the error's stable code; 2 usage error
-(unreadable file, bad hex, bad time, an input the platform does not take, invalid policy).
+Exit codes (enclavia.cli.exits): 0 verified (and allowed, with --policy); 1 rejected, with the error's stable
+code; 2 usage error (bad hex, bad time, an input the platform does not take, invalid policy); 3 an input file
+(evidence, certificate, collateral, aux, policy) missing or unreadable, named in the message.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from enclavia.cli.exits import EXIT_REJECTED, EXIT_USAGE, read_input, usage
 from enclavia.errors import EnclaviaError, PolicyLoadError
 
-EXIT_REJECTED = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_REJECTED", "EXIT_USAGE", "evidence_bytes", "register", "verify"]
 MAX_INPUT_BYTES = 8 << 20
 _HEX_TEXT = re.compile(rb"^\s*(?:0[xX])?([0-9a-fA-F\s]+)\s*$")
 
@@ -36,17 +37,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _usage(message: str) -> NoReturn:
-    typer.echo(f"usage error: {message}", err=True)
-    raise typer.Exit(EXIT_USAGE)
+    usage(message)
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        if path.stat().st_size > MAX_INPUT_BYTES:
-            _usage(f"{what} file too large")
-        return path.read_bytes()
-    except OSError:
-        _usage(f"cannot read {what} file {path}")
+    return read_input(path, what, MAX_INPUT_BYTES)
 
 
 def evidence_bytes(raw: bytes) -> bytes:
@@ -112,7 +107,8 @@ def verify(  # noqa: PLR0917 - typer maps every option to a parameter
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print claims (or the result) as JSON")] = False,
 ) -> None:
-    """Verify attestation evidence offline. Exit 0 verified, 1 rejected (reason code), 2 usage error."""
+    """Verify attestation evidence offline. Exit 0 verified, 1 rejected (reason code), 2 usage error, 3 an
+    input file missing."""
     from enclavia.attestation.binding import check_report_data
     from enclavia.attestation.claims import Tee
     from enclavia.attestation.verifier import verify_evidence_all
@@ -128,6 +124,7 @@ def verify(  # noqa: PLR0917 - typer maps every option to a parameter
     aux_bytes = _read(aux, "aux") if aux is not None else None
     pol: Policy | None = None
     if policy is not None:
+        read_input(policy, "policy", MAX_INPUT_BYTES)  # missing: exit 3 naming it; invalid: usage below
         try:
             pol = load_policy(policy)
         except PolicyLoadError as err:

@@ -7,7 +7,7 @@
 * consistency proofs: ``PROOF``/``SUBPROOF`` (2.1.4.1) and verification (2.1.4.2).
 
 Verification also enforces two rules that transparency-dev/merkle applies on top of the bare RFC
-algorithms (see shared/vectors/merkle/SOURCE.md): a leaf hash must be 32 bytes, and a consistency
+algorithms (see tests/assets/vectors/merkle/SOURCE.md): a leaf hash must be 32 bytes, and a consistency
 proof from size 0 is refused (there is nothing to be consistent with). Every refusal is an
 :class:`InclusionProofError` or :class:`ConsistencyProofError`; callers cannot mistake one for the other.
 """

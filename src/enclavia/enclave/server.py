@@ -53,6 +53,8 @@ class EnclaveServer:
                 await writer.drain()
         except (channel.ChannelError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            pass  # shutdown: the connection ends here, not as a traceback from asyncio's stream callback
         finally:
             writer.close()
 

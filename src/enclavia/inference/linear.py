@@ -87,6 +87,10 @@ class LinearClassifier:
             "metrics": self.metrics,
         }
 
+    def example_features(self) -> dict[str, float]:
+        """A valid input: every feature at its training mean (a typical case), in artifact order."""
+        return {name: round(float(v), 6) for name, v in zip(self.feature_names, self._mean, strict=True)}
+
     def vectorize(self, features: object) -> np.ndarray[Any, np.dtype[np.float64]]:
         """Exactly the named features, each a finite number. Errors never echo names or values."""
         if not isinstance(features, Mapping):

@@ -6,7 +6,7 @@ VCEK/VLEK, but they are always verified against the pinned ARK, never trusted on
 
 Source: AMD Key Distribution Service, https://kdsintf.amd.com/vcek/v1/{Milan,Genoa,Turin}/cert_chain
 and .../vlek/v1/.../cert_chain, as embedded in google/go-sev-guest verify/trust/*.pem (commit
-af1c107a648f47253da23a9de7a7c82ec073cfdb), see ../shared/vectors/snp/go-sev-guest/SOURCE.md. Cross-checked
+af1c107a648f47253da23a9de7a7c82ec073cfdb), see tests/assets/vectors/snp/go-sev-guest/SOURCE.md. Cross-checked
 byte for byte against confidential-containers/trustee deps/verifier/src/snp/*_ask_ark_asvk.pem and virtee/sev
 tests/certs_data/cert_chain_{milan,turin}. SHA-256 over DER below; ARK-Milan matches SOURCE.md
 (69d063b4...0bcd). The ARK-Genoa and ARK-Turin values match the fingerprints independent verifiers pin for

@@ -2,7 +2,7 @@
 
 Source: https://aws-nitro-enclaves.amazonaws.com/AWS_NitroEnclaves_Root-G1.zip (root.pem), as shipped in
 capeprivacy/cape-js packages/isomorphic/root.pem (commit 7c2d45912d8407d50422e4a05fa6cefe96a3f6be), see
-../shared/vectors/nitro/cape-js/SOURCE.md. CN=aws.nitro-enclaves, OU=AWS, O=Amazon, C=US, ECDSA P-384,
+tests/assets/vectors/nitro/cape-js/SOURCE.md. CN=aws.nitro-enclaves, OU=AWS, O=Amazon, C=US, ECDSA P-384,
 valid 2019-10-28..2049-10-28.
 
 SHA-256 over DER: 641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b. This is the

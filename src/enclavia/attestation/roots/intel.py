@@ -3,7 +3,7 @@ QE identity and their CRLs).
 
 Source: https://certificates.trustedservices.intel.com/IntelSGXRootCA.der, as shipped in
 Phala-Network/dcap-qvl (src/TrustedRootCA.der, commit 9bffe30b4da53acc05f2e3a36fafc0f6418973b8), see
-../shared/vectors/tdx/dcap-qvl/SOURCE.md.
+tests/assets/vectors/tdx/dcap-qvl/SOURCE.md.
 Subject CN=Intel SGX Root CA, O=Intel Corporation, valid 2018-05-21..2049-12-31, ECDSA P-256.
 SHA-256 over DER as stated in SOURCE.md; the tests recheck it.
 """

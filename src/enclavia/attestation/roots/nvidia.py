@@ -3,7 +3,7 @@
 NVIDIA Device Identity CA: root of every GPU device-identity chain (Hopper GH100 and Blackwell GB100/GB110:
 FMC leaf <- GSP BROM <- Provisioner ICA <- GHxxx/GBxxx Identity <- this). Source: NVIDIA/nvtrust
 guest_tools/gpu_verifiers/local_gpu_verifier/src/verifier/certs/verifier_device_root.pem (commit
-028173093d43dbf37364bdc39ad7e696bccbce2e), see ../shared/vectors/nvidia/nvtrust/SOURCE.md. O=NVIDIA,
+028173093d43dbf37364bdc39ad7e696bccbce2e), see tests/assets/vectors/nvidia/nvtrust/SOURCE.md. O=NVIDIA,
 CN=NVIDIA Device Identity CA, 2021-11-05..9999-12-31, ECDSA P-384.
 
 NVIDIA CoRIM signing Root CA: root of RIM (reference integrity manifest) signatures, same source
