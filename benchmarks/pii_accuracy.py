@@ -1,4 +1,4 @@
-"""PII detection accuracy and latency on presidio-research synth_dataset_v2 (not bundled: --data PATH).
+"""PII detection accuracy and latency on presidio-research synth_dataset_v2 (bundled in tests/assets/data/pii, or --data PATH).
 
 Span-level precision, recall and F2 (beta 2: recall weighs four times precision), overall and per gold
 entity type, under two matchings:
@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "pii" / "synth_dataset_v2.json"
+DEFAULT_DATA = REPO / "tests" / "assets" / "data" / "pii" / "synth_dataset_v2.json"
 
 # Gold type -> family; predicted type -> family. Spans match only within a family.
 GOLD_FAMILY = {

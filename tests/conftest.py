@@ -20,7 +20,7 @@ def vectors() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Labelled data sets a test needs (none is bundled yet: see tests/assets/README.md before adding one)."""
+    """Labelled data sets (tests/assets/data: the presidio-research PII corpus, see its SOURCE.md)."""
     path = ASSETS / "data"
     assert path.is_dir(), f"test data not found at {path}: copy the set, with its SOURCE.md, in there"
     return path
