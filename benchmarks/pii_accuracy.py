@@ -1,4 +1,4 @@
-"""PII detection accuracy and latency on presidio-research synth_dataset_v2 (bundled in tests/assets/data/pii, or --data PATH).
+"""PII detection accuracy and latency on presidio-research synth_dataset_v2 (tests/assets/data/pii).
 
 Span-level precision, recall and F2 (beta 2: recall weighs four times precision), overall and per gold
 entity type, under two matchings:
