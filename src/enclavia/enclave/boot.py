@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from enclavia import launch
 from enclavia.attestation.claims import Tee
 from enclavia.attestation.manifest import ImageManifest
 from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
@@ -54,6 +55,8 @@ class EnclaveConfig:
             "max_request_bytes": self.max_request_bytes,
             "egress": list(self.egress),
             "embeddings": self.embeddings,
+            # interpreter flags, entry point and environment allow-list (checked at start: enclave.main)
+            "process": launch.measured(),
             **_protect_measured(self),
             **({"kek_secret": self.kek_secret} if self.kek_secret else {}),
             **({"chat": {"runtime": "llama.cpp", "n_ctx": CHAT_CTX}} if self.chat_model else {}),

