@@ -57,6 +57,7 @@ evidence bytes into an exception's arguments.
     │   ├── ModelTooLargeError             models need more memory than the enclave's limit (refused at start)
     │   ├── UncleanProcessError            started without the fixed interpreter flags / environment (refused)
     │   ├── UnmeasuredCodeError            a loaded module is outside the manifest (refused at start)
+    │   ├── MeasuredInputChangedError      a model or input differs from what was measured (refused at start)
     │   └── MemoryExhaustedError           an allocation failed under the memory limit during a request: 503
     ├── BrokerError
     │   ├── TokenInvalidError              attestation token bad, forged, wrong audience or alg
@@ -399,6 +400,15 @@ class UnmeasuredCodeError(EnclaveError):
     code = "enclave.unmeasured_code"
     status = 500
     title = "Enclave loaded code outside its measurement"
+
+
+class MeasuredInputChangedError(EnclaveError):
+    """Raised at enclave start: what was loaded differs from what was measured (a file swapped between the
+    measuring read and the load, or a model that does not match its pin)."""
+
+    code = "enclave.measured_input_changed"
+    status = 500
+    title = "Enclave input changed between measurement and use"
 
 
 class MemoryExhaustedError(EnclaveError):
