@@ -14,7 +14,13 @@ import pytest
 
 import enclavia
 from enclavia.enclave import loaded
-from enclavia.enclave.image import build_manifest, enclave_code_files, import_closure
+from enclavia.enclave.image import (
+    build_manifest,
+    dependency_lock,
+    enclave_code_files,
+    import_closure,
+    read_records,
+)
 
 PKG = Path(enclavia.__file__).resolve().parent
 
@@ -94,7 +100,7 @@ def test_loaded_modules_of_this_test_process_that_the_enclave_uses_are_covered()
 
     manifest = build_manifest({}, {}, PKG)
     modules = {n: sys.modules[n] for n in ("json", "yaml", "cryptography", "enclavia.channel", "numpy")}
-    assert loaded.unmeasured(manifest, modules) == []
+    assert loaded.unmeasured(manifest, read_records(manifest.dependencies), modules) == []
 
 
 def test_the_start_check_flags_what_the_manifest_does_not_cover(tmp_path: Path) -> None:
@@ -112,7 +118,7 @@ def test_the_start_check_flags_what_the_manifest_does_not_cover(tmp_path: Path) 
         "builtin": _module("builtin", None),
         "json": sys.modules["json"],
     }
-    assert loaded.unmeasured(manifest, modules) == [
+    assert loaded.unmeasured(manifest, read_records(manifest.dependencies), modules) == [
         "enclavia.host.app",
         "fastapi",
         "hostile",
@@ -121,3 +127,46 @@ def test_the_start_check_flags_what_the_manifest_does_not_cover(tmp_path: Path) 
     detail = loaded.summary(["a", "b"])
     assert detail == "2 unmeasured: a,b"
     json.dumps(detail)
+
+
+def _throwaway_dist(site: Path, body: bytes) -> None:
+    """A small installed distribution (wheel layout: module, METADATA, RECORD with sha256 hashes)."""
+    import base64
+    import hashlib
+
+    info = site / "throwaway_dist-1.0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (site / "throwaway_mod.py").write_bytes(body)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-dist\nVersion: 1.0\n")
+    digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
+    (info / "RECORD").write_text(
+        f"throwaway_mod.py,sha256={digest},{len(body)}\n"
+        "throwaway_dist-1.0.dist-info/METADATA,,\nthrowaway_dist-1.0.dist-info/RECORD,,\n"
+    )
+
+
+def test_a_changed_byte_in_an_installed_third_party_file_changes_the_measurement_or_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from enclavia.enclave.image import runtime_measured
+
+    site = tmp_path / "site"
+    _throwaway_dist(site, b"VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(site))
+    lock = dependency_lock(["throwaway-dist"])
+    assert lock == ("throwaway-dist==1.0",)
+    before = runtime_measured(read_records(lock))
+    module = _module("throwaway_mod", str(site / "throwaway_mod.py"))
+    manifest = build_manifest({}, {}, PKG)
+    manifest = type(manifest)(
+        manifest.enclavia_version, manifest.files, lock, manifest.models, manifest.config
+    )
+    assert loaded.unmeasured(manifest, read_records(lock), {"throwaway_mod": module}) == []
+    # A reinstall with one byte changed (RECORD rewritten to match): the measured RECORD digest changes.
+    _throwaway_dist(site, b"VALUE = 2\n")
+    after = runtime_measured(read_records(lock))
+    assert after["records"]["throwaway-dist"] != before["records"]["throwaway-dist"]
+    # The same byte changed in place, RECORD left as it was: the start check refuses the loaded file.
+    records = read_records(lock)
+    (site / "throwaway_mod.py").write_bytes(b"VALUE = 3\n")
+    assert loaded.unmeasured(manifest, records, {"throwaway_mod": module}) == ["throwaway_mod"]

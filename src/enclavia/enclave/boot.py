@@ -12,7 +12,7 @@ from enclavia.attestation.claims import Tee
 from enclavia.attestation.manifest import ImageManifest
 from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
 from enclavia.enclave.core import Enclave
-from enclavia.enclave.image import build_manifest
+from enclavia.enclave.image import Records, build_manifest
 from enclavia.enclave.routes import InnerApp
 from enclavia.enclave.sealed import SUFFIX as SEALED_SUFFIX
 from enclavia.enclave.sealed import load_sealed_models
@@ -120,10 +120,11 @@ def manifest_for(
     models: Mapping[str, LinearClassifier],
     root: Path | None = None,
     classification: Classification | None = None,
+    records: Records | None = None,
 ) -> ImageManifest:
     """``root``: the enclavia package directory to measure (release tooling); default the installed one.
     ``classification``: the manifest object the enclave enforces (read once by read_classification)."""
-    return build_manifest(model_digests(config, models), config.measured(classification), root)
+    return build_manifest(model_digests(config, models), config.measured(classification), root, records)
 
 
 def make_attester(config: EnclaveConfig, manifest_digest: bytes) -> Attester:
@@ -143,11 +144,15 @@ def make_attester(config: EnclaveConfig, manifest_digest: bytes) -> Attester:
 
 
 def build_enclave(
-    config: EnclaveConfig, metrics: EnclaveMetrics, log: Any = None, key_id: int | None = None
+    config: EnclaveConfig,
+    metrics: EnclaveMetrics,
+    log: Any = None,
+    key_id: int | None = None,
+    records: Records | None = None,
 ) -> Enclave:
     models = load_models(config.model_dir)
     classification = read_classification(config) if config.classification is not None else None
-    manifest = manifest_for(config, models, classification=classification)
+    manifest = manifest_for(config, models, classification=classification, records=records)
     attester = make_attester(config, manifest.digest())
     embedder = None
     if config.embeddings:

@@ -7,10 +7,16 @@ relative to the package root, sorted, and only file contents are hashed.
 from __future__ import annotations
 
 import ast
+import csv
 import hashlib
+import io
+import os
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import enclavia
@@ -149,14 +155,63 @@ def dependency_lock(names: Iterable[str] = RUNTIME_DISTRIBUTIONS) -> tuple[str, 
     return tuple(sorted(f"{key}=={dist.version}" for key, dist in found.items()))
 
 
+@dataclass(frozen=True)
+class Records:
+    """The RECORD files of the locked distributions, read once at boot: their digests go into the manifest,
+    and the start check compares loaded files with the hashes parsed from those same bytes."""
+
+    digests: Mapping[str, str]  # distribution -> SHA-256 hex of its RECORD bytes
+    hashes: Mapping[str, str]  # absolute path of an installed file -> its sha256 (urlsafe base64) from RECORD
+
+
+def read_records(lock: Iterable[str]) -> Records:
+    digests: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+    for pin in lock:
+        name = pin.partition("==")[0]
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        info = getattr(dist, "_path", None)  # PathDistribution: the .dist-info directory
+        record = Path(str(info)) / "RECORD" if info is not None else None
+        if record is None or not record.is_file():
+            digests[name] = "no-record"  # nothing it installed can pass the start check
+            continue
+        raw = record.read_bytes()
+        digests[name] = hashlib.sha256(raw).hexdigest()
+        base = f"{Path(str(dist.locate_file(''))).resolve()}/"
+        for row in csv.reader(io.StringIO(raw.decode("utf-8", "replace"))):
+            if len(row) >= 2 and row[1].startswith("sha256="):
+                hashes[base + row[0]] = row[1].removeprefix("sha256=")
+    return Records(MappingProxyType(digests), MappingProxyType(hashes))
+
+
+def runtime_measured(records: Records) -> dict[str, Any]:
+    """The interpreter (version and binary) and the content of the third-party installation (RECORDs)."""
+    exe = Path(os.path.realpath(sys.executable))
+    return {
+        "implementation": sys.implementation.name,
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "interpreter_sha256": _sha256_file(exe) if exe.is_file() else "unknown",
+        "records": dict(sorted(records.digests.items())),
+    }
+
+
 def build_manifest(
-    models: Mapping[str, str], config: Mapping[str, Any], root: Path | None = None
+    models: Mapping[str, str],
+    config: Mapping[str, Any],
+    root: Path | None = None,
+    records: Records | None = None,
 ) -> ImageManifest:
-    """``root``: the ``enclavia`` package directory to measure (default: the installed one)."""
+    """``root``: the ``enclavia`` package directory to measure (default: the installed one). ``records``:
+    the RECORD snapshot the enclave's start check will use (read here when not given)."""
+    lock = dependency_lock()
+    records = records or read_records(lock)
     return ImageManifest(
         enclavia_version=enclavia.__version__,
         files=enclave_code_files(root),
-        dependencies=dependency_lock(),
+        dependencies=lock,
         models=models,
-        config=config,
+        config={**config, "runtime": runtime_measured(records)},
     )

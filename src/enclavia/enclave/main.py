@@ -31,6 +31,7 @@ def _refuse(log: Any, err: EnclaviaError) -> NoReturn:
 async def _run(args: argparse.Namespace) -> None:
     # Imported here, after the BLAS/OpenMP pools are pinned (memory.pin_thread_pools) and before any model.
     from enclavia.enclave.boot import EnclaveConfig, build_enclave
+    from enclavia.enclave.image import dependency_lock, read_records
     from enclavia.enclave.server import EnclaveServer
     from enclavia.observability.metrics import EnclaveMetrics
 
@@ -76,9 +77,11 @@ async def _run(args: argparse.Namespace) -> None:
             baseline_bytes=need.baseline.rss,
         )
         memory.register_metrics(metrics.registry, enforcement)
-        enclave = build_enclave(config, metrics, log=log.info, key_id=args.key_id)
+        # RECORDs read once: their digests are measured, and the start check uses these same bytes.
+        records = read_records(dependency_lock())
+        enclave = build_enclave(config, metrics, log=log.info, key_id=args.key_id, records=records)
         # Everything is loaded now; nothing is served and no key is asked for until this holds.
-        outside = loaded.unmeasured(enclave.manifest)
+        outside = loaded.unmeasured(enclave.manifest, records)
         if outside:
             raise UnmeasuredCodeError(loaded.summary(outside))
     except EnclaviaError as err:
