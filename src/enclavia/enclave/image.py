@@ -86,11 +86,25 @@ def _module_file(root: Path, name: str) -> Path | None:
     return None
 
 
+_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def _statements(tree: ast.AST) -> Iterable[ast.AST]:
+    """Every statement, at any depth (function, class, if, try, with, match bodies). Imports are statements,
+    so expressions need not be visited: about ten times fewer nodes than ``ast.walk``."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for attr in _BODIES:
+            todo.extend(getattr(node, attr, ()))
+
+
 def _imports(tree: ast.AST, name: str, is_package: bool) -> set[str]:
     """Absolute names of every enclavia module ``tree`` may import (with ``from x import y``: x and x.y)."""
     out: set[str] = set()
     package = name if is_package else name.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -106,7 +120,7 @@ def _imports(tree: ast.AST, name: str, is_package: bool) -> set[str]:
 
 def import_closure(root: Path, entry: str = launch.ENTRY_MODULE) -> dict[str, Path]:
     """Every enclavia module reachable from ``entry`` (with the packages above each): name -> file."""
-    return _walk(root, entry)[0]
+    return {name: path for name, (path, _) in _walk(root, entry)[0].items()}
 
 
 def third_party_imports(root: Path, entry: str = launch.ENTRY_MODULE) -> set[str]:
@@ -114,8 +128,10 @@ def third_party_imports(root: Path, entry: str = launch.ENTRY_MODULE) -> set[str
     return _walk(root, entry)[1]
 
 
-def _walk(root: Path, entry: str) -> tuple[dict[str, Path], set[str]]:
-    found: dict[str, Path] = {}
+def _walk(root: Path, entry: str) -> tuple[dict[str, tuple[Path, str]], set[str]]:
+    """name -> (file, SHA-256 of the bytes parsed): each file is read once, and the digest is of the bytes
+    whose imports were followed."""
+    found: dict[str, tuple[Path, str]] = {}
     third: set[str] = set()
     todo = [entry]
     while todo:
@@ -125,8 +141,9 @@ def _walk(root: Path, entry: str) -> tuple[dict[str, Path], set[str]]:
         path = _module_file(root, name)
         if name in found or path is None:
             continue  # a name that is an attribute (from x import function), not a module
-        found[name] = path
-        tree = ast.parse(path.read_bytes(), filename=str(path))
+        data = path.read_bytes()
+        found[name] = (path, hashlib.sha256(data).hexdigest())
+        tree = ast.parse(data, filename=str(path))
         for imported in _imports(tree, name, path.name == "__init__.py"):
             top = imported.partition(".")[0]
             if top == "enclavia":
@@ -139,11 +156,15 @@ def _walk(root: Path, entry: str) -> tuple[dict[str, Path], set[str]]:
 def enclave_code_files(root: Path | None = None) -> dict[str, str]:
     """SHA-256 of each file in the import closure, and of the data files beside them (roots, defaults)."""
     root = root or Path(enclavia.__file__).resolve().parent
-    paths = set(import_closure(root).values())
-    for directory in {p.parent for p in paths}:
-        paths.update(p for p in directory.iterdir() if p.is_file() and p.suffix in DATA_SUFFIXES)
-    out = {f"enclavia/{p.relative_to(root).as_posix()}": _sha256_file(p) for p in paths}
-    return dict(sorted(out.items()))
+    modules = dict(_walk(root, launch.ENTRY_MODULE)[0].values())
+    data = {
+        p
+        for directory in {p.parent for p in modules}
+        for p in directory.iterdir()
+        if p.is_file() and p.suffix in DATA_SUFFIXES
+    }
+    out = {p: digest for p, digest in modules.items()} | {p: _sha256_file(p) for p in data}
+    return dict(sorted((f"enclavia/{p.relative_to(root).as_posix()}", d) for p, d in out.items()))
 
 
 def dependency_lock(names: Iterable[str] = RUNTIME_DISTRIBUTIONS) -> tuple[str, ...]:
