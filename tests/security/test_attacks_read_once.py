@@ -109,3 +109,31 @@ def test_an_ner_model_file_swapped_after_the_measuring_read_is_refused(
     with pytest.raises(MeasuredInputChangedError):
         detect.Detector()
     assert watcher.reads == 1  # the measuring read saw the pinned bytes (the file pin held)
+
+
+def test_an_embedding_model_swapped_after_the_read_is_never_what_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host rewrites the model's config.json (one layer instead of six) right after the enclave reads
+    it. The model that runs, and its measured digest, are those of the bytes read."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from enclavia.inference.embeddings import EmbeddingModel, directory_digest, model_dir
+
+    texts = ["Patient John Smith, 54, reports chest pain.", "hello world"]
+    reference = EmbeddingModel()
+    want, want_digest = reference.embed_array(texts), reference.digest
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir(), copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["num_hidden_layers"] = 1
+    watcher = SwapAfterRead(monkeypatch, copy / "config.json", json.dumps(config).encode())
+    model = EmbeddingModel(root=copy)
+    assert watcher.reads == 1
+    assert json.loads((copy / "config.json").read_text())["num_hidden_layers"] == 1  # the swap happened
+    assert model.digest == want_digest
+    assert directory_digest(copy) != want_digest
+    assert np.array_equal(model.embed_array(texts), want)

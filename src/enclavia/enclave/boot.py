@@ -97,9 +97,15 @@ def load_models(model_dir: Path) -> dict[str, LinearClassifier]:
     return models
 
 
-def model_digests(config: EnclaveConfig, models: Mapping[str, LinearClassifier]) -> dict[str, str]:
+def model_digests(
+    config: EnclaveConfig, models: Mapping[str, LinearClassifier], used: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``used``: digests of models already loaded from the very bytes they were digested from (the
+    embedding model in the enclave); those are measured as they are, never by reading the files again."""
     digests = {name: m.digest for name, m in models.items()}
-    if config.embeddings:
+    if used:
+        digests.update(used)
+    elif config.embeddings:
         from enclavia.inference.embeddings import MODEL_ID, directory_digest, model_dir
 
         digests[MODEL_ID] = directory_digest(model_dir())
@@ -119,12 +125,14 @@ def manifest_for(
     config: EnclaveConfig,
     models: Mapping[str, LinearClassifier],
     root: Path | None = None,
+    *,
     classification: Classification | None = None,
     records: Records | None = None,
+    used: Mapping[str, str] | None = None,
 ) -> ImageManifest:
     """``root``: the enclavia package directory to measure (release tooling); default the installed one.
     ``classification``: the manifest object the enclave enforces (read once by read_classification)."""
-    return build_manifest(model_digests(config, models), config.measured(classification), root, records)
+    return build_manifest(model_digests(config, models, used), config.measured(classification), root, records)
 
 
 def make_attester(config: EnclaveConfig, manifest_digest: bytes) -> Attester:
@@ -152,15 +160,14 @@ def build_enclave(
 ) -> Enclave:
     models = load_models(config.model_dir)
     classification = read_classification(config) if config.classification is not None else None
-    manifest = manifest_for(config, models, classification=classification, records=records)
-    attester = make_attester(config, manifest.digest())
     embedder = None
     if config.embeddings:
         from enclavia.inference.embeddings import EmbeddingModel
 
-        embedder = EmbeddingModel()
-        if embedder.digest != manifest.models.get(embedder.name):
-            raise MeasuredInputChangedError("embedding model changed while the enclave was starting")
+        embedder = EmbeddingModel()  # read once into memory, digested and loaded from those bytes
+    used = {embedder.name: embedder.digest} if embedder is not None else None
+    manifest = manifest_for(config, models, classification=classification, records=records, used=used)
+    attester = make_attester(config, manifest.digest())
     data = None
     if classification is not None:
         from enclavia.enclave.data import build_data_api
