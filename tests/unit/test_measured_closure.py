@@ -170,3 +170,23 @@ def test_a_changed_byte_in_an_installed_third_party_file_changes_the_measurement
     records = read_records(lock)
     (site / "throwaway_mod.py").write_bytes(b"VALUE = 3\n")
     assert loaded.unmeasured(manifest, records, {"throwaway_mod": module}) == ["throwaway_mod"]
+
+
+def test_after_the_start_check_an_unmeasured_import_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module imported lazily after boot (a request path) is checked as it is imported."""
+    manifest = build_manifest({}, {}, PKG)
+    records = read_records(manifest.dependencies)
+    (tmp_path / "late_hostile.py").write_text("RAN = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    guard = loaded.guard_imports(manifest, records)
+    try:
+        with pytest.raises(ImportError, match="outside the enclave's measurement"):
+            __import__("late_hostile")
+        assert "late_hostile" not in sys.modules
+        import json.tool  # noqa: F401 - the standard library still imports
+
+        import enclavia.enclave.split  # noqa: F401 - a measured module still imports
+    finally:
+        sys.meta_path.remove(guard)

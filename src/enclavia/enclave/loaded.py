@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.abc
+import importlib.machinery
 import sys
 import sysconfig
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -85,3 +87,38 @@ def summary(names: Iterable[str]) -> str:
     """Content-free detail for the refusal event: module names are code identifiers, never request data."""
     names = list(names)
     return f"{len(names)} unmeasured: " + ",".join(names[:8])
+
+
+class MeasuredImportGuard(importlib.abc.MetaPathFinder):
+    """After the start check: an import whose file the manifest does not cover fails with ImportError (the
+    request that triggered it fails closed) instead of running unmeasured code."""
+
+    def __init__(self, manifest: ImageManifest, records: Records, root: Path | None = None) -> None:
+        self.manifest, self.records = manifest, records
+        self.root = (root or Path(enclavia.__file__).parent).resolve()
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is None:
+                continue
+            if not self._covered(spec):
+                raise ImportError("module outside the enclave's measurement")
+            return spec
+        return None
+
+    def _covered(self, spec: importlib.machinery.ModuleSpec) -> bool:
+        origin = spec.origin
+        if not (spec.has_location and origin and Path(origin).is_absolute()):
+            return True  # built-in, frozen, namespace: part of the interpreter
+        return category(Path(origin).resolve(), self.manifest, self.root, self.records) is not None
+
+
+def guard_imports(manifest: ImageManifest, records: Records) -> MeasuredImportGuard:
+    guard = MeasuredImportGuard(manifest, records)
+    sys.meta_path.insert(0, guard)
+    return guard

@@ -84,6 +84,7 @@ async def _run(args: argparse.Namespace) -> None:
         outside = loaded.unmeasured(enclave.manifest, records)
         if outside:
             raise UnmeasuredCodeError(loaded.summary(outside))
+        loaded.guard_imports(enclave.manifest, records)  # imports after this point are checked as they happen
     except EnclaviaError as err:
         _refuse(log, err)
     except MemoryError:
