@@ -78,3 +78,14 @@ def test_the_named_unsafe_choice_is_shown_in_the_attestation_result(vectors: Pat
     assert result.affirming
     assert result.reasons == ("unsafe_weak_pins:tdx_mrtd_only",)
     assert result.to_json()["reasons"] == ["unsafe_weak_pins:tdx_mrtd_only"]
+
+
+def test_the_auditors_policy_history_names_the_unsafe_entry() -> None:
+    from enclavia.broker.ops import _reference_values
+
+    refs = _reference_values(_policy("tdx", f"mrtd: '{MRTD}', unsafe_weak_pins: true"))
+    assert refs == [
+        {"tee": "tdx", "name": "r", "values": {"mrtd": MRTD}, "not_after": None, "unsafe_weak_pins": True}
+    ]
+    strong = _reference_values(_policy("tdx", f"mrtd: '{MRTD}', mrconfigid: '{H}'"))
+    assert strong[0]["unsafe_weak_pins"] is False
