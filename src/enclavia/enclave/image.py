@@ -1,7 +1,9 @@
-"""Collect the enclave image manifest from the installed code, dependency versions and models.
+"""Collect the enclave image manifest: the import closure of the entry point, third-party content, models.
 
 The same inputs give the same digest regardless of file order, mtimes or install path: paths are
-relative to the package root, sorted, and only file contents are hashed.
+relative to the package root, sorted, and only file contents are hashed. What is measured is derived, not
+listed (docs/adr/0008-measured-set-from-import-closure.md); enclavia.enclave.loaded checks at start that
+what the process loaded is inside it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from enclavia.distributions import distribution_closure_of
 # reading the code (ast: every import, also those inside functions and TYPE_CHECKING blocks, so lazily loaded
 # runtimes are covered). Never a list: a module the entry point can reach is measured wherever it lives.
 DATA_SUFFIXES = frozenset({".pem", ".json", ".yaml"})
-# Third-party distributions imported inside the enclave.
+# Third-party distributions the enclave declares (optional runtimes included); the lock closes them over
+# Requires-Dist. Drift is caught, not trusted: `enclavia tcb` fails on an import no locked distribution
+# provides, and the enclave refuses to start with a loaded module outside the lock.
 RUNTIME_DISTRIBUTIONS = (
     "cbor2",
     "cryptography",
