@@ -96,6 +96,7 @@ def start_served(
     classification: Path | None = None,
     chat: bool = False,
     extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Served:
     from enclavia.cli.core import dev_policy_text
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
@@ -116,7 +117,7 @@ def start_served(
     )
     port = free_port()
     log_path = home / "serve.log"
-    env = {**os.environ, "ENCLAVIA_HOME": str(home)}
+    env = {**os.environ, "ENCLAVIA_HOME": str(home), **(env or {})}
     cmd = [
         sys.executable,
         "-m",

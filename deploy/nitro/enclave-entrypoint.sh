@@ -8,7 +8,8 @@ PARENT_CID=3
 mkdir -p /run/enclavia
 python3 /opt/enclavia/vsock_relay.py --listen "vsock:ANY:${ENCLAVE_PORT}" --connect unix:/run/enclavia/enclave.sock &
 python3 /opt/enclavia/vsock_relay.py --listen unix:/run/enclavia/host.sock --connect "vsock:${PARENT_CID}:${SERVICES_PORT}" &
-exec python3 -m enclavia.enclave.main \
+# Isolated interpreter, empty environment: the flags and the allow-list are measured (enclavia.launch).
+exec env -i "$(command -v python3)" -I -B -m enclavia.enclave.main \
   --socket /run/enclavia/enclave.sock \
   --store-socket /run/enclavia/host.sock \
   --model-dir /opt/enclavia/models \

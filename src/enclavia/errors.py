@@ -55,6 +55,9 @@ evidence bytes into an exception's arguments.
     │   ├── EgressFailedError              allowed provider unreachable or answered badly: 502
     │   ├── StorageUnavailableError        host blob store unreachable or refused: 503
     │   ├── ModelTooLargeError             models need more memory than the enclave's limit (refused at start)
+    │   ├── UncleanProcessError            started without the fixed interpreter flags / environment (refused)
+    │   ├── UnmeasuredCodeError            a loaded module is outside the manifest (refused at start)
+    │   ├── MeasuredInputChangedError      a model or input differs from what was measured (refused at start)
     │   └── MemoryExhaustedError           an allocation failed under the memory limit during a request: 503
     ├── BrokerError
     │   ├── TokenInvalidError              attestation token bad, forged, wrong audience or alg
@@ -379,6 +382,33 @@ class ModelTooLargeError(EnclaveError):
         super().__init__(
             f"needs about {-(-need // mib)} MiB, enclave memory limit is {limit // mib} MiB" if need else None
         )
+
+
+class UncleanProcessError(EnclaveError):
+    """Raised at enclave start: not isolated mode, or an environment variable outside the allow-list
+    (enclavia.launch). The detail names fixed categories only, never a variable's value."""
+
+    code = "enclave.unclean_process"
+    status = 500
+    title = "Enclave process not started with its measured interpreter settings"
+
+
+class UnmeasuredCodeError(EnclaveError):
+    """Raised after boot, before the enclave serves or asks for a key: a module it has loaded is not covered
+    by its manifest (not an enclavia file in the measured import closure, nor a measured package file)."""
+
+    code = "enclave.unmeasured_code"
+    status = 500
+    title = "Enclave loaded code outside its measurement"
+
+
+class MeasuredInputChangedError(EnclaveError):
+    """Raised at enclave start: what was loaded differs from what was measured (a file swapped between the
+    measuring read and the load, or a model that does not match its pin)."""
+
+    code = "enclave.measured_input_changed"
+    status = 500
+    title = "Enclave input changed between measurement and use"
 
 
 class MemoryExhaustedError(EnclaveError):

@@ -149,7 +149,13 @@ def seeds() -> dict[str, dict[str, bytes]]:
     out["policy_yaml"]["valid-dev"] = t.sim_world()[1].source.encode()
     out["policy_yaml"]["valid-production"] = (
         b"policy_id: p\nrevision: 2\nprofile: production\nreference_values:\n"
-        b"  nitro:\n    - {name: n, pcrs: {0: '" + b"ab" * 48 + b"'}}\n"
+        b"  nitro:\n    - {name: n, pcrs: {0: '"
+        + b"ab" * 48
+        + b"', 1: '"
+        + b"cd" * 48
+        + b"', 2: '"
+        + b"ef" * 48
+        + b"'}}\n"
     )
     out["policy_yaml"]["attack-deep-nesting"] = b"policy_id: " + b"[" * 600
     out["policy_yaml"]["attack-python-tag"] = b"!!python/object/apply:os.system ['true']"

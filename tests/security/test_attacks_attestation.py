@@ -139,9 +139,9 @@ def test_simulated_evidence_labelled_as_a_hardware_tee(world: SimWorld, claimed:
     genuine = world.make_enclave().attestation_bundle(NONCE)
     prod = parse_policy(
         "policy_id: p\nrevision: 1\nreference_values:\n"
-        f"  nitro: [{{name: n, pcrs: {{0: '{'ab' * 48}'}}}}]\n"
-        f"  sev-snp: [{{name: s, measurement: '{'ab' * 48}'}}]\n"
-        f"  tdx: [{{name: t, mrtd: '{'ab' * 48}'}}]\n"
+        f"  nitro: [{{unsafe_weak_pins: true, name: n, pcrs: {{0: '{'ab' * 48}'}}}}]\n"
+        f"  sev-snp: [{{unsafe_weak_pins: true, name: s, measurement: '{'ab' * 48}'}}]\n"
+        f"  tdx: [{{unsafe_weak_pins: true, name: t, mrtd: '{'ab' * 48}'}}]\n"
     )
     collateral = base64.b64encode(b"{}").decode() if claimed is Tee.TDX else None
     certificates = [base64.b64encode(b"\x30\x00").decode()] if claimed is Tee.NVIDIA else []
@@ -197,7 +197,7 @@ def test_real_snp_report_relayed_with_the_attackers_key(vectors: Path) -> None:
     measurement = snp.verify(report, now=at, vcek_der=vcek).measurement.hex()
     policy = parse_policy(
         "policy_id: p\nrevision: 1\nrequirements: {accept_revocation_unknown: true}\n"
-        f"reference_values:\n  sev-snp: [{{name: s, measurement: '{measurement}'}}]\n"
+        f"reference_values:\n  sev-snp: [{{unsafe_weak_pins: true, name: s, measurement: '{measurement}'}}]\n"
     )
     data = _hw_bundle(Tee.SEV_SNP, report, certificates=(vcek,))
     with pytest.raises(ReportDataMismatchError):
@@ -215,7 +215,8 @@ def test_real_tdx_quote_relayed_with_the_attackers_key(vectors: Path) -> None:
     collateral = (d / "tdx_quote_collateral.json").read_bytes()
     mrtd = "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
     policy = parse_policy(
-        f"policy_id: p\nrevision: 1\nreference_values:\n  tdx: [{{name: t, mrtd: '{mrtd}'}}]\n"
+        f"policy_id: p\nrevision: 1\nreference_values:\n  tdx: [{{"
+        f"unsafe_weak_pins: true, name: t, mrtd: '{mrtd}'}}]\n"
     )
     data = _hw_bundle(Tee.TDX, quote, collateral=collateral)
     with pytest.raises(ReportDataMismatchError):
@@ -230,7 +231,8 @@ def test_nitro_document_for_another_nonce(vectors: Path) -> None:
     """
     doc = (vectors / "nitro" / "cape-js" / "spec_attestationDocument.cbor").read_bytes()
     policy = parse_policy(
-        f"policy_id: p\nrevision: 1\nreference_values:\n  nitro: [{{name: n, pcrs: {{0: '{'ab' * 48}'}}}}]\n"
+        f"policy_id: p\nrevision: 1\nreference_values:\n  nitro: [{{"
+        f"unsafe_weak_pins: true, name: n, pcrs: {{0: '{'ab' * 48}'}}}}]\n"
     )
     with pytest.raises(NonceMismatchError):
         verify_bundle(

@@ -38,7 +38,8 @@ def test_defaults_are_the_strict_ones() -> None:
         allow_debug=False, max_evidence_age=timedelta(minutes=5), accept_revocation_unknown=False
     )
     bare = parse_policy(
-        f"policy_id: p\nrevision: 1\nreference_values:\n  sev-snp: [{{measurement: '{M}'}}]\n"
+        f"policy_id: p\nrevision: 1\nreference_values:\n  sev-snp: [{{"
+        f"unsafe_weak_pins: true, measurement: '{M}'}}]\n"
     )
     assert bare.profile is Profile.PRODUCTION and bare.requirements == Requirements()
     assert bare.secret_rules == ()  # no rule: nothing is released
@@ -53,7 +54,10 @@ def test_simulated_evidence_under_a_policy_that_names_no_profile() -> None:
     """
     world = SimWorld()
     bundle = world.make_enclave().attestation_bundle(NONCE)
-    prod = parse_policy(f"policy_id: p\nrevision: 1\nreference_values:\n  nitro: [{{pcrs: {{0: '{M}'}}}}]\n")
+    prod = parse_policy(
+        f"policy_id: p\nrevision: 1\nreference_values:\n  nitro: [{{"
+        f"unsafe_weak_pins: true, pcrs: {{0: '{M}'}}}}]\n"
+    )
     with pytest.raises(DevProfileRequiredError):
         verify_bundle(bundle.encode(), expected_nonce=NONCE, policy=prod, now=T0)
 
@@ -118,7 +122,7 @@ def test_release_rules_that_pin_nothing_or_escape(rule: str) -> None:
     """
     text = (
         "policy_id: p\nrevision: 1\nreference_values:\n"
-        f"  sev-snp: [{{name: r, measurement: '{M}'}}]\nsecrets:\n  - {rule}\n"
+        f"  sev-snp: [{{unsafe_weak_pins: true, name: r, measurement: '{M}'}}]\nsecrets:\n  - {rule}\n"
     )
     with pytest.raises(PolicyLoadError):
         parse_policy(text)
@@ -146,7 +150,7 @@ def test_requirement_flags_of_the_wrong_type(requirements: str) -> None:
     with pytest.raises(PolicyLoadError):
         parse_policy(
             f"policy_id: p\nrevision: 1\nrequirements: {requirements}\n"
-            f"reference_values:\n  sev-snp: [{{measurement: '{M}'}}]\n"
+            f"reference_values:\n  sev-snp: [{{unsafe_weak_pins: true, measurement: '{M}'}}]\n"
         )
 
 

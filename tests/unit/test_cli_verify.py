@@ -78,7 +78,9 @@ def test_tdx_hex_text_evidence(tdx: dict[str, Path]) -> None:
 
 
 def test_tdx_policy_allowed_and_json_result(tdx: dict[str, Path], tmp_path: Path) -> None:
-    pol = _policy(tmp_path, f"reference_values:\n  tdx: [{{name: td-1, mrtd: '{MRTD}'}}]\n")
+    pol = _policy(
+        tmp_path, f"reference_values:\n  tdx: [{{name: td-1, unsafe_weak_pins: true, mrtd: '{MRTD}'}}]\n"
+    )
     args = (tdx["quote"], "--tee", "tdx", "--collateral", tdx["col"], "--at", TDX_AT, "--policy", pol)
     code, out = run(*args, "--report-data", REPORT_DATA)
     assert code == 0, out
@@ -104,11 +106,13 @@ def test_tdx_rejected(tdx: dict[str, Path], extra: list[str], code_text: str) ->
 
 
 def test_tdx_rejected_by_policy(tdx: dict[str, Path], tmp_path: Path) -> None:
-    pol = _policy(tmp_path, f"reference_values:\n  tdx: [{{mrtd: '{'00' * 48}'}}]\n")
+    pol = _policy(tmp_path, f"reference_values:\n  tdx: [{{unsafe_weak_pins: true, mrtd: '{'00' * 48}'}}]\n")
     code, out = run(tdx["quote"], "--tee", "tdx", "--collateral", tdx["col"], "--at", TDX_AT, "--policy", pol)
     assert code == 1 and "policy.measurement_not_allowed" in out
     pol = _policy(
-        tmp_path, f"reference_values:\n  tdx: [{{mrtd: '{MRTD}', accepted_tcb_status: [OutOfDate]}}]\n"
+        tmp_path,
+        f"reference_values:\n  tdx: [{{"
+        f"unsafe_weak_pins: true, mrtd: '{MRTD}', accepted_tcb_status: [OutOfDate]}}]\n",
     )
     code, out = run(
         tdx["quote"], "--tee", "tdx", "--collateral", tdx["col"], "--at", TDX_AT, "--policy", pol, "--json"

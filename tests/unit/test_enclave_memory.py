@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from enclavia import channel
+from enclavia import channel, launch
 from enclavia.crypto.bhttp import Request
 from enclavia.enclave import memory
 from enclavia.enclave.routes import InnerApp
@@ -99,19 +100,20 @@ def _enclave(tmp_path: Path, model_dir: Path, *args: str) -> subprocess.Complete
     from enclavia.tee.simulated import init_platform_key
 
     init_platform_key(tmp_path / "sim")
-    cmd = [
+    cmd = launch.enclave_command(
         sys.executable,
-        "-m",
-        "enclavia.enclave.main",
-        "--socket",
-        str(tmp_path / "e.sock"),
-        "--model-dir",
-        str(model_dir),
-        "--sim-dir",
-        str(tmp_path / "sim"),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        [
+            "--socket",
+            str(tmp_path / "e.sock"),
+            "--model-dir",
+            str(model_dir),
+            "--sim-dir",
+            str(tmp_path / "sim"),
+            *args,
+        ],
+    )
+    env = launch.enclave_env(os.environ)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.mark.slow

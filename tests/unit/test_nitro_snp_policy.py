@@ -37,6 +37,7 @@ requirements: {{allow_debug: false, max_evidence_age_s: null, accept_revocation_
 reference_values:
   nitro:
     - name: cape-fn
+      unsafe_weak_pins: true  # the vector's PCR2 is not pinned: this test is about PCR0/1
       pcrs:
         0: {PCR0}
         1: {PCR1}
@@ -47,6 +48,7 @@ reference_values:
       vmpl: 0
       allow_migration_agent: false
     - name: aws-vlek-vm
+      unsafe_weak_pins: true  # no TCB floor: the vector's firmware is old
       measurement: {VLEK_M}
       vmpl: 1
 """
@@ -159,7 +161,8 @@ def test_unquoted_all_digit_hex_is_refused() -> None:
 
 def test_nitro_string_pcr_index() -> None:
     policy = parse_policy(
-        "policy_id: p\nrevision: 1\nreference_values:\n  nitro: [{name: x, pcrs: {'0': " + PCR0 + "}}]\n"
+        "policy_id: p\nrevision: 1\nreference_values:\n  nitro: [{name: x, "
+        "unsafe_weak_pins: true, pcrs: {'0': " + PCR0 + "}}]\n"
     )
     ref = policy.references[0]
     assert isinstance(ref, NitroReference) and set(ref.pcrs) == {0}
@@ -198,5 +201,5 @@ def test_snp_entry_invalid(extra: str) -> None:
     with pytest.raises(PolicyLoadError):
         parse_policy(
             "policy_id: p\nrevision: 1\nreference_values:\n"
-            f"  sev-snp: [{{name: x, measurement: {SNP_M}, {extra}}}]\n"
+            f"  sev-snp: [{{unsafe_weak_pins: true, name: x, measurement: {SNP_M}, {extra}}}]\n"
         )

@@ -28,7 +28,7 @@ policy_id: cvm-gpu
 revision: 2
 requirements: {{accept_revocation_unknown: true}}
 reference_values:
-  tdx: [{{name: td, mrtd: '{MRTD}'}}]
+  tdx: [{{name: td, unsafe_weak_pins: true, mrtd: '{MRTD}'}}]
   nvidia: [{{name: h100, measurements: {{1: '{m1}'}}}}]
 """
     )

@@ -75,3 +75,30 @@ def test_release_build_tcb_carries_the_same_section() -> None:
     res = runner.invoke(app, ["release", "build", "--tcb", "--model-dir", str(ensure_model())])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["imports"]["never_in_enclave_found"] == []
+
+
+def test_tcb_prints_what_is_measured_by_category() -> None:
+    res = runner.invoke(app, ["tcb", "--json", "--model-dir", str(ensure_model())])
+    assert res.exit_code == 0, res.output
+    cat = json.loads(res.output)["categories"]
+    assert cat["enclavia_modules"]["count"] > 50
+    assert cat["third_party"]["distributions"] > 5 and cat["third_party"]["record_files"] > 1000
+    assert cat["process"]["flags"] == ["-I", "-B"]
+    text = runner.invoke(app, ["tcb", "--model-dir", str(ensure_model())]).output
+    assert "measured, by category:" in text and "-I -B -m enclavia.enclave.main" in text
+
+
+def test_tcb_fails_when_the_code_imports_an_unlocked_distribution(tmp_path: Path) -> None:
+    """The allow-list check: a third-party import no locked distribution provides would make the enclave
+    refuse at start, so the release check fails first."""
+    import shutil
+
+    import enclavia
+
+    root = tmp_path / "enclavia"
+    shutil.copytree(Path(enclavia.__file__).parent, root, ignore=shutil.ignore_patterns("__pycache__"))
+    boot = root / "enclave" / "boot.py"
+    boot.write_text(boot.read_text() + "\ndef _later() -> None:\n    import pluggy  # noqa: F401\n")
+    res = runner.invoke(app, ["tcb", "--source", str(root), "--model-dir", str(ensure_model())])
+    assert res.exit_code == 1, res.output
+    assert "direct, unpinned:   pluggy" in res.output

@@ -98,7 +98,7 @@ def _reference_values(source: str) -> list[dict[str, Any]]:
             values = {
                 str(k): str(v)
                 for k, v in entry.items()
-                if k not in ("name", "not_after") and isinstance(v, (str, int))
+                if k not in ("name", "not_after", "unsafe_weak_pins") and isinstance(v, (str, int))
             }
             out.append(
                 {
@@ -106,6 +106,8 @@ def _reference_values(source: str) -> list[dict[str, Any]]:
                     "name": str(entry.get("name", "")),
                     "values": values,
                     "not_after": str(entry["not_after"]) if entry.get("not_after") else None,
+                    # an entry that pins only firmware-level values, kept by explicit choice (policy.strength)
+                    "unsafe_weak_pins": entry.get("unsafe_weak_pins") is True,
                 }
             )
     return out

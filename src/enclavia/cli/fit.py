@@ -558,8 +558,10 @@ def tcb(
     ] = None,
     model_dir: Annotated[Path | None, typer.Option(help="Model directory the enclave will load")] = None,
 ) -> None:
-    """The trusted base: what is inside the measured enclave image (alias of `enclavia release build --tcb`,
-    with a summary). Exit 1 if host, broker or database code is reachable from the enclave's code."""
+    """The trusted base: what is inside the measured enclave image, by category (alias of `enclavia release
+    build --tcb`, with a summary). The allow-list check of the enclave's start: exit 1 if host, broker or
+    database code is reachable from the enclave's code, or if the code imports a third-party module that no
+    distribution in the manifest's lock provides (the enclave would refuse to start with it loaded)."""
     import enclavia
     from enclavia.enclave.boot import EnclaveConfig, load_models, manifest_for
     from enclavia.release.build import tcb_report
@@ -577,7 +579,11 @@ def tcb(
     manifest = manifest_for(EnclaveConfig(model_dir=models_path, sim_dir=paths.sim_dir()), models, root)
     report = tcb_report(manifest, root)
     imports = report["imports"]
-    bad = imports["never_in_enclave_found"] or imports["outside_modules_imported"]
+    bad = (
+        imports["never_in_enclave_found"]
+        or imports["outside_modules_imported"]
+        or imports["direct_not_in_manifest_lock"]
+    )
     if as_json:
         typer.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
@@ -589,8 +595,19 @@ def tcb(
 def render_tcb(report: dict[str, Any]) -> str:
     imports = report["imports"]
     biggest = sorted(imports["distributions"], key=lambda d: -int(d["installed_bytes"]))[:8]
+    cat = report["categories"]
     return "\n".join(
         [
+            "measured, by category:",
+            f"  enclavia modules:  {cat['enclavia_modules']['count']} (import closure of the entry point)",
+            f"  enclavia data:     {cat['enclavia_data_files']['count']} files",
+            f"  third-party:       {cat['third_party']['distributions']} distributions,"
+            f" {cat['third_party']['record_files']} RECORD files (by version; loaded files checked at start)",
+            "  standard library:  by location (not by content)",
+            f"  process:           {' '.join((cat['process'] or {}).get('flags', []))}"
+            f" -m {(cat['process'] or {}).get('entry', '?')},"
+            f" {len((cat['process'] or {}).get('env_allow', []))} environment names allowed",
+            f"  models:            {cat['models']['count']}",
             f"manifest digest:    {report['manifest_digest']}",
             f"enclavia code:      {report['file_count']} files ({report['python_files']} Python),"
             f" {report['enclavia_lines']} lines",

@@ -104,6 +104,13 @@ def release_build(
     if tcb:
         _write_json(tcb_report(manifest, root), None)
     else:
+        runtime = manifest.config.get("runtime", {})
+        typer.echo(f"enclavia files:  {len(manifest.files)} (import closure of the enclave entry point)")
+        typer.echo(
+            f"third-party:     {len(manifest.dependencies)} distributions,"
+            f" {len(runtime.get('records', {}))} RECORD digests"
+        )
+        typer.echo(f"interpreter:     {runtime.get('implementation')} {runtime.get('python')}")
         typer.echo(f"manifest digest: {build.manifest_digest.hex()}")
 
 

@@ -5,20 +5,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from enclavia import launch
 from enclavia.attestation.claims import Tee
 from enclavia.attestation.manifest import ImageManifest
 from enclavia.crypto.hpke import DEFAULT_SUITE, Suite
 from enclavia.enclave.core import Enclave
-from enclavia.enclave.image import build_manifest
+from enclavia.enclave.image import Records, build_manifest
 from enclavia.enclave.routes import InnerApp
 from enclavia.enclave.sealed import SUFFIX as SEALED_SUFFIX
 from enclavia.enclave.sealed import load_sealed_models
+from enclavia.errors import MeasuredInputChangedError
 from enclavia.inference.linear import LinearClassifier
 from enclavia.observability.metrics import EnclaveMetrics
 from enclavia.tee.base import Attester
 from enclavia.tee.simulated import SimulatedAttester, load_platform_key
+
+if TYPE_CHECKING:
+    from enclavia.protect.classification import Classification
 
 CHAT_CTX = 2048
 
@@ -42,8 +47,11 @@ class EnclaveConfig:
     # Broker secret path of the document store's KEK (keks/rag): measured; None = development KEK files.
     kek_secret: str | None = None
 
-    def measured(self) -> dict[str, Any]:
-        """The part of the configuration that goes into the manifest (no paths: they vary by host)."""
+    def measured(self, classification: Classification | None = None) -> dict[str, Any]:
+        """The part of the configuration that goes into the manifest (no paths: they vary by host).
+
+        ``classification``: the manifest as the enclave read it (read_classification); the enclave passes the
+        object it enforces, so what is measured is what is enforced. Release tooling may leave it out."""
         return {
             "tee": self.tee,
             "suite": {
@@ -54,18 +62,27 @@ class EnclaveConfig:
             "max_request_bytes": self.max_request_bytes,
             "egress": list(self.egress),
             "embeddings": self.embeddings,
-            **_protect_measured(self),
+            # interpreter flags, entry point and environment allow-list (checked at start: enclave.main)
+            "process": launch.measured(),
+            **_protect_measured(self, classification),
             **({"kek_secret": self.kek_secret} if self.kek_secret else {}),
             **({"chat": {"runtime": "llama.cpp", "n_ctx": CHAT_CTX}} if self.chat_model else {}),
         }
 
 
-def _protect_measured(config: EnclaveConfig) -> dict[str, Any]:
+def _protect_measured(config: EnclaveConfig, classification: Classification | None) -> dict[str, Any]:
     if config.classification is None:
         return {}
+    return {"classification": (classification or read_classification(config)).measured()}
+
+
+def read_classification(config: EnclaveConfig) -> Classification:
+    """The one read of the classification manifest: its bytes are parsed once, and that object is both
+    measured and enforced (a host that swaps the file after this read changes nothing)."""
     from enclavia.protect.classification import load_classification
 
-    return {"classification": load_classification(config.classification).measured()}
+    assert config.classification is not None
+    return load_classification(config.classification)
 
 
 def load_models(model_dir: Path) -> dict[str, LinearClassifier]:
@@ -80,9 +97,15 @@ def load_models(model_dir: Path) -> dict[str, LinearClassifier]:
     return models
 
 
-def model_digests(config: EnclaveConfig, models: Mapping[str, LinearClassifier]) -> dict[str, str]:
+def model_digests(
+    config: EnclaveConfig, models: Mapping[str, LinearClassifier], used: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``used``: digests of models already loaded from the very bytes they were digested from (the
+    embedding model in the enclave); those are measured as they are, never by reading the files again."""
     digests = {name: m.digest for name, m in models.items()}
-    if config.embeddings:
+    if used:
+        digests.update(used)
+    elif config.embeddings:
         from enclavia.inference.embeddings import MODEL_ID, directory_digest, model_dir
 
         digests[MODEL_ID] = directory_digest(model_dir())
@@ -99,10 +122,17 @@ def model_digests(config: EnclaveConfig, models: Mapping[str, LinearClassifier])
 
 
 def manifest_for(
-    config: EnclaveConfig, models: Mapping[str, LinearClassifier], root: Path | None = None
+    config: EnclaveConfig,
+    models: Mapping[str, LinearClassifier],
+    root: Path | None = None,
+    *,
+    classification: Classification | None = None,
+    records: Records | None = None,
+    used: Mapping[str, str] | None = None,
 ) -> ImageManifest:
-    """``root``: the enclavia package directory to measure (release tooling); default the installed one."""
-    return build_manifest(model_digests(config, models), config.measured(), root)
+    """``root``: the enclavia package directory to measure (release tooling); default the installed one.
+    ``classification``: the manifest object the enclave enforces (read once by read_classification)."""
+    return build_manifest(model_digests(config, models, used), config.measured(classification), root, records)
 
 
 def make_attester(config: EnclaveConfig, manifest_digest: bytes) -> Attester:
@@ -122,35 +152,39 @@ def make_attester(config: EnclaveConfig, manifest_digest: bytes) -> Attester:
 
 
 def build_enclave(
-    config: EnclaveConfig, metrics: EnclaveMetrics, log: Any = None, key_id: int | None = None
+    config: EnclaveConfig,
+    metrics: EnclaveMetrics,
+    log: Any = None,
+    key_id: int | None = None,
+    records: Records | None = None,
 ) -> Enclave:
     models = load_models(config.model_dir)
-    manifest = manifest_for(config, models)
-    attester = make_attester(config, manifest.digest())
+    classification = read_classification(config) if config.classification is not None else None
     embedder = None
     if config.embeddings:
         from enclavia.inference.embeddings import EmbeddingModel
 
-        embedder = EmbeddingModel()
-        if embedder.digest != manifest.models.get(embedder.name):
-            raise ValueError("embedding model changed while the enclave was starting")
+        embedder = EmbeddingModel()  # read once into memory, digested and loaded from those bytes
+    used = {embedder.name: embedder.digest} if embedder is not None else None
+    manifest = manifest_for(config, models, classification=classification, records=records, used=used)
+    attester = make_attester(config, manifest.digest())
     data = None
-    if config.classification is not None:
+    if classification is not None:
         from enclavia.enclave.data import build_data_api
         from enclavia.protect.detect import NER_MODEL_ID
 
         data = build_data_api(
-            config.classification, config.sim_dir, config.store_socket, embedder, config.kek_secret
+            classification, config.sim_dir, config.store_socket, embedder, config.kek_secret
         )
         if data.detector.model_digest != manifest.models.get(NER_MODEL_ID):
-            raise ValueError("NER model changed while the enclave was starting")
+            raise MeasuredInputChangedError("NER model changed while the enclave was starting")
     chat = None
     if config.chat_model is not None:
         from enclavia.inference.chat import ChatModel
 
         chat = ChatModel(config.chat_model, threads=config.chat_threads, n_ctx=CHAT_CTX)
         if manifest.models.get(chat.name) != chat.digest:
-            raise ValueError("chat model changed while the enclave was starting")
+            raise MeasuredInputChangedError("chat model changed while the enclave was starting")
     usage = None
     if data is not None:
         from enclavia.enclave.usage import usage_monitor

@@ -25,7 +25,7 @@ from enclavia.errors import (
     UnauthenticatedError,
 )
 from enclavia.observability.anomaly import current_tenant
-from enclavia.protect.classification import Classification, Requester, load_classification
+from enclavia.protect.classification import Classification, Requester
 from enclavia.protect.detect import Detector, Span
 from enclavia.protect.egress import EgressGuard
 from enclavia.protect.transforms import Tokenizer, apply_each
@@ -172,13 +172,12 @@ def _list(value: Any) -> list[Any]:
 
 
 def build_data_api(
-    classification_path: Path,
+    classification: Classification,
     sim_dir: Path,
     store_socket: str | None,
     embedder: Any | None,
     kek_secret: str | None = None,
 ) -> DataApi:
-    classification = load_classification(classification_path)
     detector = Detector()
     tokenizer = Tokenizer(secrets.token_bytes(32))  # per enclave start: conversation scopes are in memory
     blobs: BlobStore = SocketBlobStore(store_socket) if store_socket else MemoryBlobStore()

@@ -10,13 +10,14 @@ import asyncio
 import gc
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from enclavia import channel
-from enclavia.enclave import memory
+from enclavia import channel, launch
+from enclavia.enclave import loaded, memory
 from enclavia.enclave.hardening import harden
-from enclavia.errors import EnclaviaError, ModelTooLargeError
+from enclavia.errors import EnclaviaError, ModelTooLargeError, UncleanProcessError, UnmeasuredCodeError
 from enclavia.observability import logging as elog
 
 
@@ -30,6 +31,7 @@ def _refuse(log: Any, err: EnclaviaError) -> NoReturn:
 async def _run(args: argparse.Namespace) -> None:
     # Imported here, after the BLAS/OpenMP pools are pinned (memory.pin_thread_pools) and before any model.
     from enclavia.enclave.boot import EnclaveConfig, build_enclave
+    from enclavia.enclave.image import dependency_lock, read_records
     from enclavia.enclave.server import EnclaveServer
     from enclavia.observability.metrics import EnclaveMetrics
 
@@ -75,7 +77,14 @@ async def _run(args: argparse.Namespace) -> None:
             baseline_bytes=need.baseline.rss,
         )
         memory.register_metrics(metrics.registry, enforcement)
-        enclave = build_enclave(config, metrics, log=log.info, key_id=args.key_id)
+        # RECORDs read once: their digests are measured, and the start check uses these same bytes.
+        records = read_records(dependency_lock())
+        enclave = build_enclave(config, metrics, log=log.info, key_id=args.key_id, records=records)
+        # Everything is loaded now; nothing is served and no key is asked for until this holds.
+        outside = loaded.unmeasured(enclave.manifest, records)
+        if outside:
+            raise UnmeasuredCodeError(loaded.summary(outside))
+        loaded.guard_imports(enclave.manifest, records)  # imports after this point are checked as they happen
     except EnclaviaError as err:
         _refuse(log, err)
     except MemoryError:
@@ -138,6 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     memory.pin_thread_pools()  # before numpy, torch or llama.cpp start their thread pools
     args = parser.parse_args(argv)
     elog.configure("enclave")
+    # Before anything else runs: the interpreter flags and the environment are part of the measurement.
+    unclean = launch.violations(sys.flags, os.environ)
+    if unclean:
+        _refuse(elog.get_logger(), UncleanProcessError(",".join(unclean)))
     from enclavia.observability.trace import configure_tracing
 
     configure_tracing("enclave")

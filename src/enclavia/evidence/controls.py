@@ -28,8 +28,10 @@ PROTECTED: tuple[str, ...] = (
     "classification manifest; classes marked 'never logged' do not reach logs, metrics or traces.",
     "Logs, metrics and traces carry allow-listed fields only (codes, sizes, durations, digests, keyed "
     "references); exception text is never emitted.",
-    "The code that runs is the code that was released: every file, dependency and model digest is in the "
-    "measured manifest; releases are signed, approved k-of-n and logged.",
+    "The code that runs is the code that was released: every enclavia file in the entry point's import "
+    "closure, every third-party distribution's RECORD, the interpreter, its launch flags and environment "
+    "allow-list and every model digest are in the measured manifest; the enclave refuses to run with a "
+    "loaded module outside it; releases are signed, approved k-of-n and logged.",
 )
 
 NOT_PROTECTED: tuple[str, ...] = (

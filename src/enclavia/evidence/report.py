@@ -104,6 +104,7 @@ def _attest_host(url: str, policy_text: str, sources: Sources) -> dict[str, Any]
         "policy_id": result.policy_id,
         "policy_revision": result.policy_revision,
         "reference": result.reference_name,
+        "reasons": list(result.reasons),  # e.g. unsafe_weak_pins:tdx_mrtd_only (enclavia.policy.strength)
         "debug": bool(result.claims.debug),
         "models": dict(enclave.bundle.manifest.models),
         "code_files": len(enclave.bundle.manifest.files),
@@ -379,6 +380,11 @@ def render_html(evidence: Mapping[str, Any], svg: str, *, signer_kid: str) -> st
                         f"{_e(r['tee'])}: {_e(r['name'])} "
                         + " ".join(_short(v, 16) for v in r["values"].values())
                         + (f" until {_e(r['not_after'])}" if r.get("not_after") else "")
+                        + (
+                            " <strong>UNSAFE: pins only firmware-level values</strong>"
+                            if r.get("unsafe_weak_pins")
+                            else ""
+                        )
                         for r in p["references"]
                     ),
                     _e(p["secret_rules"]),

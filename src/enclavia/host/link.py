@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from enclavia import channel
+from enclavia import channel, launch
 from enclavia.errors import EnclaveUnavailableError, EnclaviaError, error_for_code
 from enclavia.observability.logging import get_logger
 from enclavia.observability.metrics import HostMetrics
@@ -92,7 +92,10 @@ class EnclaveLink:
 
 @dataclass
 class Supervisor:
-    """Runs the enclave process, restarts it when it dies. Only argv strings cross: no imports."""
+    """Runs the enclave process, restarts it when it dies. Only argv strings cross: no imports.
+
+    The process starts in isolated mode with an allow-listed environment (enclavia.launch): nothing from the
+    host's own environment (``PYTHONPATH``, ``PYTHONHOME``, ``LD_PRELOAD``...) reaches it."""
 
     link: EnclaveLink
     args: Sequence[str]
@@ -110,16 +113,9 @@ class Supervisor:
     def command(self) -> list[str]:
         # A different OHTTP key id after each restart, so stale clients get UnknownKeyIdError and re-attest.
         key_id = (self._key_id_base + self.restarts) % 256
-        return [
-            sys.executable,
-            "-m",
-            "enclavia.enclave.main",
-            "--socket",
-            self.link.socket_path,
-            "--key-id",
-            str(key_id),
-            *self.args,
-        ]
+        return launch.enclave_command(
+            sys.executable, ["--socket", self.link.socket_path, "--key-id", str(key_id), *self.args]
+        )
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -138,7 +134,9 @@ class Supervisor:
         log = get_logger()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.link.socket_path)
-        self.process = await asyncio.create_subprocess_exec(*self.command())
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command(), env=launch.enclave_env(os.environ)
+        )
         log.info("host.enclave_spawned", child_pid=self.process.pid, restarts=self.restarts)
         while self.process.returncode is None:
             if await self._healthy():

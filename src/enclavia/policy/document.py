@@ -13,6 +13,8 @@
       sev-snp: [...]                                 # see docs/attestation.md per platform
       # any entry may carry not_after: '2026-12-01T00:00:00Z' (UTC): it stops matching after that time
       # (the overlap deadline of a staged rollout, docs/releasing.md)
+      # production refuses entries that pin only firmware-level values unless they say
+      # unsafe_weak_pins: true (shown in every result they affirm): enclavia.policy.strength
     secrets: [...]                                   # key-release rules (broker), see docs/broker.md
 """
 
@@ -31,6 +33,7 @@ from enclavia.attestation.appraisal import Reference, Requirements, appraise_cla
 from enclavia.attestation.claims import AttestationResult, Claims, Status, Tee
 from enclavia.errors import DevProfileRequiredError, PolicyLoadError
 from enclavia.policy.rules import SecretRule, parse_secret_rules
+from enclavia.policy.strength import UNSAFE_FLAG, unsafe_reason, weak_pins
 
 MAX_POLICY_BYTES = 1 << 20
 _TOP_KEYS = {"policy_id", "revision", "profile", "requirements", "trust", "reference_values", "secrets"}
@@ -53,6 +56,8 @@ class Policy:
     source: str = ""
     secret_rules: tuple[SecretRule, ...] = field(default=())  # typed form of ``secrets``
     not_after: Mapping[str, datetime] = field(default_factory=dict)  # reference name -> last valid time
+    # reference name -> what it leaves open, for entries marked unsafe_weak_pins (shown in each result)
+    unsafe: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def references_for(self, tee: Tee) -> tuple[Reference, ...]:
         return tuple(r for r in self.references if r.tee is tee)
@@ -85,7 +90,11 @@ def _not_after(value: object) -> datetime:
     return when
 
 
-def _references(data: object, not_after: dict[str, datetime] | None = None) -> tuple[Reference, ...]:
+def _references(
+    data: object,
+    not_after: dict[str, datetime] | None = None,
+    unsafe: dict[str, bool] | None = None,
+) -> tuple[Reference, ...]:
     if not isinstance(data, Mapping):
         raise PolicyLoadError("reference_values must be a mapping of TEE to entries")
     refs: list[Reference] = []
@@ -107,7 +116,12 @@ def _references(data: object, not_after: dict[str, datetime] | None = None) -> t
             names.add(name)
             if "not_after" in entry and not_after is not None:
                 not_after[name] = _not_after(entry["not_after"])
-            values = {k: v for k, v in entry.items() if k not in ("name", "not_after")}
+            flag = entry.get(UNSAFE_FLAG, False)
+            if not isinstance(flag, bool):
+                raise PolicyLoadError(f"{UNSAFE_FLAG} must be true or false")
+            if unsafe is not None:
+                unsafe[name] = flag
+            values = {k: v for k, v in entry.items() if k not in ("name", "not_after", UNSAFE_FLAG)}
             refs.append(cls.from_mapping(name, values))
     return tuple(refs)
 
@@ -138,9 +152,11 @@ def parse_policy(text: str) -> Policy:
         raise PolicyLoadError("unknown key in trust")
     sim_keys = _hex_list(trust.get("simulated_platform_keys", []), 32, "simulated_platform_keys")
     not_after: dict[str, datetime] = {}
-    references = _references(doc.get("reference_values") or {}, not_after)
+    flagged: dict[str, bool] = {}
+    references = _references(doc.get("reference_values") or {}, not_after, flagged)
     if profile is not Profile.DEV and (sim_keys or any(r.tee is Tee.SIMULATED for r in references)):
         raise PolicyLoadError("simulated TEE entries are allowed only under profile: dev")
+    unsafe = _unsafe_entries(profile, references, flagged)
     secrets = doc.get("secrets") or []
     if not isinstance(secrets, list) or not all(isinstance(s, Mapping) for s in secrets):
         raise PolicyLoadError("secrets must be a list of mappings")
@@ -156,7 +172,26 @@ def parse_policy(text: str) -> Policy:
         source=text,
         secret_rules=secret_rules,
         not_after=not_after,
+        unsafe=unsafe,
     )
+
+
+def _unsafe_entries(
+    profile: Profile, references: Sequence[Reference], flagged: Mapping[str, bool]
+) -> dict[str, tuple[str, ...]]:
+    """Production: an entry that pins too little is refused unless flagged; flagged gaps are kept."""
+    out: dict[str, tuple[str, ...]] = {}
+    for ref in references:
+        gaps = weak_pins(ref)
+        if not gaps:
+            continue
+        if flagged.get(ref.name):
+            out[ref.name] = gaps
+        elif profile is Profile.PRODUCTION:
+            raise PolicyLoadError(
+                f"reference pins too little for production ({','.join(gaps)}): pin more or set {UNSAFE_FLAG}"
+            )
+    return out
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -194,7 +229,7 @@ def appraise(
         measurement=claims.measurement.hex(),
         policy_id=policy.policy_id,
         policy_revision=policy.revision,
-        reasons=(),
+        reasons=(unsafe_reason(policy.unsafe[ref.name]),) if ref.name in policy.unsafe else (),
         claims=claims,
         reference_name=ref.name,
     )

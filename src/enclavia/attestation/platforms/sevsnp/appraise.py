@@ -1,4 +1,6 @@
-"""SEV-SNP reference values. MEASUREMENT is required; everything else narrows the entry further.
+"""SEV-SNP reference values. MEASUREMENT is required; everything else narrows the entry further. Under
+``profile: production`` ``min_tcb`` and ``vmpl`` are required too, unless the entry says
+``unsafe_weak_pins: true`` (enclavia.policy.strength).
 
 ::
 

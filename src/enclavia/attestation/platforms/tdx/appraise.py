@@ -1,5 +1,7 @@
 """TDX reference values: MRTD is required; RTMRs, config/owner registers, attributes and the accepted TCB
-statuses are optional pins.
+statuses are optional pins. Under ``profile: production`` MRTD (the TD firmware) is never enough on its
+own: the entry must also pin RTMR0-RTMR2 or MRCONFIGID, or say ``unsafe_weak_pins: true``
+(enclavia.policy.strength).
 
 ::
 
