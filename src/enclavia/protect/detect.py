@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from enclavia.protect.clinical import after_code_system, all_never_names
 from enclavia.protect.entities import ENTITY_TYPES
 from enclavia.protect.names import refine_names
+from enclavia.protect.validators import date_valid
 
 __all__ = ["NER_MODEL_ID", "NER_MODEL_SHA256", "Detector", "Span", "ner_model_digest", "ner_model_dir"]
 
@@ -51,6 +53,17 @@ _DATEISH = re.compile(
     re.IGNORECASE,
 )
 _NER_TYPES: Final = frozenset(_SPACY_MAP.values())
+_DIGITS_ONLY = re.compile(r"^[\d\s/.:()+-]+$")
+_TIME_OR_YEAR = re.compile(r"^(?:\d{1,2}:\d{2}(?::\d{2})?|(?:1[89]|20)\d{2})$")
+
+
+def _ner_date(value: str) -> bool:
+    """A model DATE/TIME names a month, a weekday or a real date; a bare code ("0093-7214-01") is none."""
+    if not _DATEISH.search(value):
+        return False
+    return not _DIGITS_ONLY.match(value) or date_valid(value) or bool(_TIME_OR_YEAR.match(value.strip()))
+
+
 _PERSON_TRIM = re.compile(r"^(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s+)+")
 _POSSESSIVE = re.compile(r"['’]s?$")
 # Words NER tends to tag as organisations that are identifier labels, not names.
@@ -191,7 +204,9 @@ class Detector:
         candidates = [
             Span(s, e, t, score)
             for s, e, t, score in refine_names(text, cleaned)
-            if entities is None or t in entities
+            if (entities is None or t in entities)
+            and _plausible(t, text[s:e])
+            and not after_code_system(text, s)
         ]
         return resolve_overlaps(candidates)
 
@@ -200,10 +215,19 @@ def _clean(text: str, entity: str, start: int, end: int, score: float) -> Span |
     if entity not in ENTITY_TYPES:
         return None
     value = text[start:end]
-    # Trim whitespace and trailing punctuation that NER sometimes includes.
-    while start < end and (text[start].isspace() or text[start] in "\"'(“‘<>"):
+    # Trim whitespace and trailing punctuation that NER sometimes includes; a parenthesis only when unbalanced
+    # ("(787) 555-0142" keeps its opening one).
+    while start < end and (
+        text[start].isspace()
+        or text[start] in "\"'“‘<>"
+        or (text[start] == "(" and ")" not in text[start:end])
+    ):
         start += 1
-    while end > start and (text[end - 1].isspace() or text[end - 1] in "\"')”’,;:!?<>"):
+    while end > start and (
+        text[end - 1].isspace()
+        or text[end - 1] in "\"'”’,;:!?<>"
+        or (text[end - 1] == ")" and "(" not in text[start:end])
+    ):
         end -= 1
     if end <= start:
         return None
@@ -215,14 +239,15 @@ def _clean(text: str, entity: str, start: int, end: int, score: float) -> Span |
             end < len(text) and text[end].isalnum() and text[end - 1].isalnum()
         ):
             return None
-        if "\n" in value:
-            end = start + value.index("\n")
+        cut = min((value.index(c) for c in ("\n", "  ", "\t") if c in value), default=-1)
+        if cut >= 0:
+            end = start + cut
             while end > start and text[end - 1] in " \t,":
                 end -= 1
             if end - start < 2:
                 return None
             value = text[start:end]
-    if entity == "DATE_TIME" and not _DATEISH.search(value):
+    if entity == "DATE_TIME" and score <= NER_SCORE and not _ner_date(value):
         return None
     if entity in {"PERSON", "ORGANIZATION", "LOCATION"}:
         m = _POSSESSIVE.search(value)
@@ -245,10 +270,43 @@ def _clean(text: str, entity: str, start: int, end: int, score: float) -> Span |
     return Span(start, end, entity, score)
 
 
+_NAMED_TYPES: Final = frozenset({"PERSON", "ORGANIZATION", "LOCATION", "STREET_ADDRESS", "NRP"})
+
+
+def _plausible(entity: str, value: str) -> bool:
+    """Drop names, places and organisations made only of clinical words and headers, and names with digits."""
+    if entity not in _NAMED_TYPES:
+        return True
+    if entity == "PERSON" and any(c.isdigit() for c in value):
+        return False
+    return not all_never_names(value)
+
+
 def resolve_overlaps(spans: list[Span]) -> list[Span]:
-    """Keep the highest-scoring, then longest, span wherever candidates overlap."""
+    """Keep the highest-scoring, then longest, span wherever candidates overlap.
+
+    A span that contains a higher-scoring span of its own type first takes that score: the confident core
+    ("74 Diakou Street") vouches for the whole block around it ("74 Diakou Street, Suite 680, Kissousa").
+    """
+    promoted = [
+        max(
+            (Span(s.start, s.end, s.type, o.score) for o in spans if _contains(s, o) and o.score > s.score),
+            key=lambda x: x.score,
+            default=s,
+        )
+        for s in spans
+    ]
     chosen: list[Span] = []
-    for span in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
+    for span in sorted(promoted, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
         if all(span.end <= c.start or span.start >= c.end for c in chosen):
             chosen.append(span)
     return sorted(chosen)
+
+
+def _contains(outer: Span, inner: Span) -> bool:
+    return (
+        outer.type == inner.type
+        and outer.start <= inner.start
+        and inner.end <= outer.end
+        and (outer.end - outer.start) > (inner.end - inner.start)
+    )

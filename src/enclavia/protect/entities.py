@@ -26,5 +26,11 @@ ENTITY_TYPES: Final = frozenset(
         "US_DRIVER_LICENSE",
         "MRN",
         "NPI",
+        "ACCOUNT_NUMBER",
+        "HEALTH_PLAN_ID",
+        "MEDICAL_LICENSE",
+        "DEVICE_ID",
+        "VEHICLE_ID",
+        "ID",
     }
 )
