@@ -32,7 +32,7 @@ __all__ = ["CLINICAL_RULES", "NEVER_NAMES", "after_code_system", "all_never_name
 _I = re.IGNORECASE
 # A code: starts with a letter or digit, holds a digit, runs on through - . / and one inner space before a
 # digit-bearing part ("W2234 88100"); GS1 device identifiers keep their "(01)" application identifiers.
-_CODE = r"(?:\(\d{2}\)[0-9A-Za-z]+){1,4}|[A-Za-z0-9](?:[A-Za-z0-9]|[-./](?=[A-Za-z0-9]))*(?:[ ](?=[A-Za-z0-9-]*\d)[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*)?"
+_CODE = r"(?:\(\d{2}\)[0-9A-Za-z]+){1,4}|(?=[A-Za-z0-9./-]*\d)[A-Za-z0-9](?:[A-Za-z0-9]|[-./](?=[A-Za-z0-9]))*(?:[ ](?=[A-Za-z0-9-]*\d)[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*)?"
 # After the label: ":", "#", "No.", "Number", "is", "-", "=", tabs; at most one line break.
 _AFTER = (
     r"(?:[ \t]*(?:[:#=]|-(?=[ \t])|\b(?:No|Nbr|Num)\b\.?|\bNumber\b|\bis\b|\(s\))){0,3}[ \t]*(?:\n[ \t]*)?"
@@ -131,6 +131,8 @@ _LINE1 = (
     r"(?:"
     # 123 N Main St, 77 Route 9, 12 East Martin Luther King Jr Blvd
     rf"{_NUMBER}[ \t]+(?:{_DIRECTION}[ \t]+)?(?:(?:Route|Rte|Highway|Hwy|Road|Rd|Carretera|Carr\.?|County[ ]Road|State[ ]Road|PR)[ \t-]+\d{{1,4}}[A-Z]?|(?:{_W}[ \t]+){{1,4}}{_STREET_TYPE_CASED}\b\.?)(?:[ \t]+{_DIRECTION}(?![\w]))?(?:[ \t]+(?:Km\.?|KM)[ \t]*\d+(?:\.\d+)?)?"
+    # 190 Chalan Santo Papa (Guam), 8 Estate Thomas (USVI), 1207 Calle Estrella
+    rf"|{_NUMBER}[ \t]+(?:Calle|Chalan|Estate|Avenida|Camino|Paseo|Carretera|Carr\.)[ \t]+(?:(?:de|del|la|las|los|el)[ \t]+)?(?:{_W}[ \t]+){{0,3}}{_W}"
     # PO Box 12, P.O. Box 12, HC 02 Box 1234, RR 1 Box 22, PSC 1234 Box 5678
     r"|(?:P\.?[ ]?O\.?[ ]?Box|Post[ ]Office[ ]Box|(?:HC|RR|PSC|CMR|Unit)[ ]?\d{1,4}[ ,]+Box)[ \t]*\d{1,6}"
     # Calle Luna #12, Calle Sol 45, Ave. Ponce de León 1010, Carr. 2 Km 11.5, Urb. Villa X, Calle Y 3
@@ -393,7 +395,7 @@ stage disorder major depressive syndrome disease
 insulin pump pacemaker metformin lisinopril atorvastatin apixaban albuterol levothyroxine sertraline
 glargine aspirin heparin
 telemetry ems via arrival arrived transfer transferred lives works seen call discussed insurer
-turned car verified education sincerely dear hx number reported born billing state license licence
+turned car verified education sincerely dear hx number reported born security phi pii hipaa billing state license licence
 no clinician d.o.b dr mr mrs ms prof service services professional y.o advantage part
 results: patient: name: note: plan: assessment:
 electronically signed on by at to of the and for with in a an no yes none other

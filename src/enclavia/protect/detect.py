@@ -53,6 +53,8 @@ _DATEISH = re.compile(
     re.IGNORECASE,
 )
 _NER_TYPES: Final = frozenset(_SPACY_MAP.values())
+# "Pain 6/10", "strength 5/5", "grade 2/6": a score on a scale, not a date.
+_SCALE_BEFORE = re.compile(r"(?i:\b(?:pain|score|grade|strength|scale|rated|gcs|apgar|murmur))[ \t:]*$")
 _DIGITS_ONLY = re.compile(r"^[\d\s/.:()+-]+$")
 _TIME_OR_YEAR = re.compile(r"^(?:\d{1,2}:\d{2}(?::\d{2})?|(?:1[89]|20)\d{2})$")
 
@@ -247,7 +249,9 @@ def _clean(text: str, entity: str, start: int, end: int, score: float) -> Span |
             if end - start < 2:
                 return None
             value = text[start:end]
-    if entity == "DATE_TIME" and score <= NER_SCORE and not _ner_date(value):
+    if entity == "DATE_TIME" and (
+        (score <= NER_SCORE and not _ner_date(value)) or _SCALE_BEFORE.search(text, 0, start)
+    ):
         return None
     if entity in {"PERSON", "ORGANIZATION", "LOCATION"}:
         m = _POSSESSIVE.search(value)

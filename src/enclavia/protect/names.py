@@ -293,7 +293,9 @@ def refine_names(text: str, spans: Spans) -> Spans:
                         surfaces.add(w)
     if surfaces:
         out = [
-            _as_person(x) if x[2] in {"ORGANIZATION", "LOCATION"} and text[x[0] : x[1]] in surfaces else x
+            _as_person(x)
+            if x[2] in {"ORGANIZATION", "LOCATION"} and x[3] <= _NER_SCORE and text[x[0] : x[1]] in surfaces
+            else x
             for x in out
         ]
         person = [(s, e) for s, e, t, _ in out if t == "PERSON"]
