@@ -58,7 +58,7 @@ GIVEN = [
     "Hiroshi",
     "Fatima",
     "Liam",
-    "Nguyen Thi",
+    "Minh Anh",
     "Siosaia",
     "Chidinma",
     "Tomás",
