@@ -1079,6 +1079,67 @@ def _nursing(n: _Note, c: _Ctx, variant: int) -> None:
     ).phi("LICENSE", _licence(c))
 
 
+# Hard negatives: eponyms, brand names, ethnicity and religion words (not PHI under Safe Harbor).
+EPONYMS = [
+    "Parkinson disease",
+    "Hodgkin lymphoma",
+    "a Foley catheter",
+    "Bell's palsy",
+    "Crohn's disease",
+    "Glasgow Coma Scale 15",
+    "Cushing syndrome",
+    "Graves disease",
+    "a Holter monitor",
+    "Homans sign negative",
+]
+BRANDS = ["Lasix", "Eliquis", "Tylenol", "Zofran", "Keppra", "Coumadin", "Humalog", "Xarelto"]
+CULTURE = [
+    "Hispanic",
+    "Samoan",
+    "Chamorro",
+    "Catholic",
+    "Muslim",
+    "Filipino",
+    "Puerto Rican",
+    "Jehovah's Witness",
+]
+
+
+def _narrative(n: _Note, c: _Ctx, p: _Person) -> None:
+    """Free text with few cues: names without labels, a town alone, a number in prose, words that look like names."""
+    relative = _person(c)
+    form = c.rng.choice([0, 2, 4] if c.split == 0 else [1, 3, 5])  # each split has its own forms
+    n.t("\n")
+    if form == 0:
+        n.t("Spoke with ").phi("NAME", f"{relative.given} {relative.family}").t(" at bedside; ").phi(
+            "NAME", p.given
+        ).t(" agrees with plan. ")
+    elif form == 1:
+        n.t(f"{c.rng.choice(CULTURE)} patient, originally from ").phi("GEOGRAPHIC", c.pick(TOWNS)[0]).t(
+            f", history of {c.rng.choice(EPONYMS)}. "
+        )
+    elif form == 2:
+        n.t("Per ").phi("NAME", relative.given).t(f", {c.rng.choice(BRANDS)} was stopped on ").phi(
+            "DATE", _date(c)
+        ).t(". ")
+    elif form == 3:
+        n.t("Can be reached at ").phi("PHONE_FAX", _phone(c)).t(" or ").phi("EMAIL", _email(c, p)).t(
+            f". Takes {c.rng.choice(BRANDS)}. "
+        )
+    elif form == 4:
+        n.t("Works at ").phi(
+            "ORGANIZATION",
+            c.pick(ORG_STEMS)
+            + " "
+            + c.pick(["Foods", "Logistics", "Elementary School", "Shipyard", "Hotel"]),
+        ).t(f"; {c.rng.choice(CULTURE)}; {c.rng.choice(EPONYMS)}. ")
+    else:
+        n.phi("NAME", p.given).t(f" last seen here {c.rng.randint(2, 9)} weeks ago; lives in ").phi(
+            "GEOGRAPHIC", c.pick(TOWNS)[0]
+        ).t(" with ").phi("NAME", relative.given).t(". ")
+    n.t(f"{c.rng.choice(EPONYMS).capitalize()} ruled out.")
+
+
 NOTE_TYPES: dict[str, Callable[[_Note, _Ctx, int], None]] = {
     "clinic": _clinic,
     "discharge": _discharge,
@@ -1101,7 +1162,9 @@ def generate(split: str, n: int = 200, seed: int = 0) -> list[dict[str, object]]
         rng = random.Random(f"{split}:{seed}:{i}")
         kind = kinds[i % len(kinds)]
         note = _Note()
-        NOTE_TYPES[kind](note, _Ctx(rng, s), s)
+        ctx = _Ctx(rng, s)
+        NOTE_TYPES[kind](note, ctx, s)
+        _narrative(note, ctx, _person(ctx))
         text = note.text()
         spans = sorted(note.spans, key=lambda x: int(str(x["start_position"])))
         for sp in spans:

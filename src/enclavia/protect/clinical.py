@@ -27,12 +27,12 @@ from typing import Any, Final
 from enclavia.protect import validators as v
 from enclavia.protect.recognizers import Rule
 
-__all__ = ["CLINICAL_RULES", "NEVER_NAMES", "after_code_system", "all_never_names"]
+__all__ = ["CLINICAL_RULES", "NEVER_NAMES", "after_code_system", "all_never_names", "eponym_or_drug"]
 
 _I = re.IGNORECASE
 # A code: starts with a letter or digit, holds a digit, runs on through - . / and one inner space before a
 # digit-bearing part ("W2234 88100"); GS1 device identifiers keep their "(01)" application identifiers.
-_CODE = r"(?:\(\d{2}\)[0-9A-Za-z]+){1,4}|(?=[A-Za-z0-9./-]*\d)[A-Za-z0-9](?:[A-Za-z0-9]|[-./](?=[A-Za-z0-9]))*(?:[ ](?=[A-Za-z0-9-]*\d)[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*)?"
+_CODE = r"(?:\(\d{2}\)[0-9A-Za-z]+){1,4}|(?=[A-Za-z0-9./-]*(?:[ ][A-Za-z0-9-]*)?\d)[A-Za-z0-9](?:[A-Za-z0-9]|[-./](?=[A-Za-z0-9]))*(?:[ ](?=[A-Za-z0-9-]*\d)[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*)?"
 # After the label: ":", "#", "No.", "Number", "is", "-", "=", tabs; at most one line break.
 _AFTER = (
     r"(?:[ \t]*(?:[:#=]|-(?=[ \t])|\b(?:No|Nbr|Num)\b\.?|\bNumber\b|\bis\b|\(s\))){0,3}[ \t]*(?:\n[ \t]*)?"
@@ -66,7 +66,7 @@ _MRN_LABELS = rf"MRN|MR[ ]?#|MR[ ]no\.?|med(?:ical)?\.?[ ]rec(?:ord)?\.?{_NO}|pa
 _ACCOUNT_LABELS = rf"acct\.?{_NO}|account{_NO}|billing[ ](?:acct|account)\.?{_NO}|encounter{_NO}|FIN|CSN|HAR|visit[ ](?:id|no\.?|number|#)|admission[ ](?:no\.?|#|id)|claim{_NO}|invoice{_NO}"
 _PLAN_LABELS = rf"member{_NO}|health[ ]plan(?:[ ](?:id|no\.?|number|#))?|policy{_NO}|subscriber{_NO}|insurance[ ](?:id|no\.?|number|#)|medicaid{_NO}|medicare{_NO}|MBI|group{_NO}|beneficiary{_NO}|plan[ ](?:id|no\.?|#)|payer[ ]id"
 _DL_LABELS = rf"driver'?s?[ ]licen[cs]e{_NO}|driving[ ]licen[cs]e{_NO}|DL{_NO}|CDL{_NO}"
-_LICENCE_LABELS = rf"(?:state[ ]|medical[ ]|nursing[ ]|professional[ ]|board[ ])?licen[cs]e{_NO}|lic\.?{_NO}|DEA{_NO}|certificate{_NO}|cert\.?[ ]?#|board[ ]cert(?:ification)?\.?{_NO}|registration{_NO}"
+_LICENCE_LABELS = rf"(?:state[ ]|medical[ ]|nursing[ ]|professional[ ]|board[ ])?licen[cs]e(?![ ]plate){_NO}|lic\.?{_NO}|DEA{_NO}|certificate{_NO}|cert\.?[ ]?#|board[ ]cert(?:ification)?\.?{_NO}|registration{_NO}"
 _NPI_LABELS = r"NPI(?:[ ]?(?:no\.?|number|#))?|national[ ]provider[ ](?:id(?:entifier)?|no\.?|number)"
 _DEVICE_LABELS = rf"device(?:[ ](?:id|serial|sn|s/n|no\.?|number|#))?|(?:pump|implant|pacemaker|icd|monitor|meter)[ ](?:serial|sn|s/n|id)(?:[ ](?:no\.?|number|#))?|serial{_NO}|S/?N|UDI|IMEI|MAC|lot{_NO}|model[ ](?:no\.?|#)"
 _VEHICLE_LABELS = r"VIN|(?:licen[cs]e[ ])?plate(?:[ ](?:no\.?|number|#))?|tag[ ](?:no\.?|#)"
@@ -329,7 +329,10 @@ _ORG_HEAD = (
     r"Associates|Laboratories|Laboratory|Labs|Diagnostics|Imaging|Radiology|Urgent[ ]Care|Dialysis|Group|Institute|"
     r"Pharmacy|Partners|Health[ ]Plan|Plan|Mutual|Insurance|Alliance|Foundation|University|College|Authority|"
     r"Hospice|Nursing[ ]Home|Rehabilitation|Rehab|Specialists|Surgical|Surgery|Oncology|Cardiology|Orthopedics|"
-    r"Behavioral[ ]Health|Mental[ ]Health|Medicine|Medical|Care|Benefit[ ]Plan|Consultants|Physicians|Network)"
+    r"Behavioral[ ]Health|Mental[ ]Health|Medicine|Medical|Care|Benefit[ ]Plan|Consultants|Physicians|Network|"
+    # Employers and other organisations a note names
+    r"School|Academy|Hotel|Resort|Foods|Logistics|Shipyard|Company|Corporation|Industries|Enterprises|Bank|"
+    r"Church|Restaurant|Market|Airlines|Construction|Services|Agency|Department[ ]of[ ]\w+)"
 )
 _ORG_LEGAL = r"(?:,?[ ](?:PLLC|LLC|L\.L\.C\.|P\.C\.|PC|P\.A\.|PA|Inc\.?|LLP|Ltd\.?|Corp\.?))"
 _ORG_WORD = r"(?:[A-ZÀ-ÖØ-Þ][\w'’&.-]*|of|the|de|del|la|los|las|and|&|[A-Z]\.)"
@@ -395,7 +398,7 @@ stage disorder major depressive syndrome disease
 insulin pump pacemaker metformin lisinopril atorvastatin apixaban albuterol levothyroxine sertraline
 glargine aspirin heparin
 telemetry ems via arrival arrived transfer transferred lives works seen call discussed insurer
-turned car verified education sincerely dear hx number reported born security phi pii hipaa billing state license licence
+turned car verified education sincerely dear hx number reported born security phi pii hipaa allergic allergies billing state license licence
 no clinician d.o.b dr mr mrs ms prof service services professional y.o advantage part
 results: patient: name: note: plan: assessment:
 electronically signed on by at to of the and for with in a an no yes none other
@@ -414,6 +417,26 @@ def all_never_names(value: str) -> bool:
     words = [w.strip(".,:;()#/'’-").lower() for w in re.split(r"[\s/]+", value)]
     words = [w for w in words if w]
     return bool(words) and all(w in NEVER_NAMES or len(w) == 1 or _NUMERIC.match(w) for w in words)
+
+
+# Eponyms ("Bell's palsy", "a Foley catheter", "Glasgow Coma Scale") and drugs in their grammar ("Zofran was
+# stopped", "takes Keppra", "Lasix 40 mg"): the capitalised word names a disease, a device or a medicine.
+_EPONYM_AFTER = re.compile(
+    r"(?i:(?:['’]s?)?[ ](?:disease|syndrome|palsy|lymphoma|sarcoma|sign|catheter|monitor|coma|scale|test|"
+    r"maneuver|manoeuvre|procedure|criteria|classification|score|fracture|ulcer|tube|operation|reflex|"
+    r"phenomenon|triad|murmur|node|cyst|tumou?r|block|repair|stocking|boot|splint|needle|line|bag|mask|"
+    r"was[ ](?:stopped|held|discontinued|restarted|resumed|increased|decreased|titrated|tapered|prescribed|"
+    r"administered|started|changed|switched)|\d+(?:\.\d+)?[ ]?(?:mg|mcg|g|units?|ml|mL|meq|mEq|%)\b))"
+)
+_DRUG_BEFORE = re.compile(
+    r"(?i:\b(?:takes|taking|took|continue[sd]?|resume[sd]?|started[ ]on|restarted[ ]on|switched[ ]to|"
+    r"stopped|held|discontinued?|prescribed|dose[ ]of|allergic[ ]to|allergy[ ]to)[ ])$"
+)
+
+
+def eponym_or_drug(text: str, start: int, end: int) -> bool:
+    """True when the capitalised words at ``start:end`` are used as an eponym or a medicine name."""
+    return bool(_EPONYM_AFTER.match(text, end) or _DRUG_BEFORE.search(text, max(0, start - 24), start))
 
 
 # Standard code systems: what follows their label is a billing or terminology code, never PHI.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from enclavia.protect.clinical import after_code_system, all_never_names
+from enclavia.protect.clinical import after_code_system, all_never_names, eponym_or_drug
 from enclavia.protect.entities import ENTITY_TYPES
 from enclavia.protect.names import refine_names
 from enclavia.protect.validators import date_valid
@@ -207,7 +207,7 @@ class Detector:
             Span(s, e, t, score)
             for s, e, t, score in refine_names(text, cleaned)
             if (entities is None or t in entities)
-            and _plausible(t, text[s:e])
+            and _plausible(text, t, s, e)
             and not after_code_system(text, s)
         ]
         return resolve_overlaps(candidates)
@@ -241,6 +241,12 @@ def _clean(text: str, entity: str, start: int, end: int, score: float) -> Span |
             end < len(text) and text[end].isalnum() and text[end - 1].isalnum()
         ):
             return None
+        # A model span that stops at a hyphen inside a word ("Swan|-Ganz") takes the whole word.
+        while end + 1 < len(text) and text[end] == "-" and text[end + 1].isalpha():
+            end += 1
+            while end < len(text) and text[end].isalpha():
+                end += 1
+        value = text[start:end]
         cut = min((value.index(c) for c in ("\n", "  ", "\t") if c in value), default=-1)
         if cut >= 0:
             end = start + cut
@@ -274,14 +280,25 @@ def _clean(text: str, entity: str, start: int, end: int, score: float) -> Span |
     return Span(start, end, entity, score)
 
 
+_TRAILING_NUMBER = re.compile(r"(?:[ ]\d+(?:\.\d+)?)+$")
 _NAMED_TYPES: Final = frozenset({"PERSON", "ORGANIZATION", "LOCATION", "STREET_ADDRESS", "NRP"})
 
 
-def _plausible(entity: str, value: str) -> bool:
-    """Drop names, places and organisations made only of clinical words and headers, and names with digits."""
+def _plausible(text: str, entity: str, start: int, end: int) -> bool:
+    """Drop names, places and organisations made only of clinical words and headers, names with digits, and
+    eponyms and drug names in their clinical grammar ("Bell's palsy", "Zofran was stopped")."""
     if entity not in _NAMED_TYPES:
         return True
+    value = text[start:end]
     if entity == "PERSON" and any(c.isdigit() for c in value):
+        return False
+    # One capitalised word, perhaps with the dose the model took in with it ("Norvasc 5").
+    core = _TRAILING_NUMBER.sub("", value)
+    if (
+        entity != "STREET_ADDRESS"
+        and " " not in core.strip()
+        and eponym_or_drug(text, start, start + len(core))
+    ):
         return False
     return not all_never_names(value)
 

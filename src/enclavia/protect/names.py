@@ -55,9 +55,15 @@ _NAME_AFTER_NOUN = re.compile(
     r"spouse|caregiver|guardian|grand(?:son|daughter|mother|father)|niece|nephew|aunt|uncle|cousin|"
     r"nurse|RN|NP|physician|doctor|surgeon|therapist|pharmacist|hospitalist|resident|intern|fellow|attending|"
     r"manager|worker|practitioner|assistant|technician|aide|chaplain|midwife|dietitian|counselor|"
-    r"[a-z]+ologist|[a-z]+iatrist|[a-z]+ician|family|contact)[ ]*[(:]?[ ]*)"
+    r"[a-z]+ologist|[a-z]+iatrist|[a-z]+ician|family|contact|per)[ ]*[(:]?[ ]*)"
     r"(?!(?:Mr|Mrs|Ms|Mx|Dr|Prof)\b)"
     rf"({_CAPW}(?:[ ](?:{_INITIAL}[ ])?{_CAPW}){{0,2}})(?=[ ]?[,.;:)(]|[ ][a-z]|[ ]*$|[ ]*\n)"
+)
+# The subject of a clinical reporting verb at the start of a sentence: "Rahul agrees with plan."
+_NAME_SUBJECT = re.compile(
+    rf"(?:^|(?<=[.;!?][ ])|(?<=\n))({_CAPW}(?:[ ]{_CAPW})?)[ ]"
+    r"(?=(?:agrees|agreed|states|stated|reports|reported|denies|denied|endorses|endorsed|understands|verbali[sz]es|tolerated|tolerates|declines|declined|"
+    r"consents|consented|complains|presents|ambulates|ambulated|verbalized|voices)\b)"
 )
 # A name before a credential: "Kalani L. Price, MD", "Bogdan King, RN".
 _NAME_CREDENTIAL = re.compile(
@@ -167,7 +173,16 @@ def _context_spans(text: str) -> Iterable[tuple[int, int]]:
 
 
 def _context_candidates(text: str) -> Iterable[tuple[int, int]]:
-    for pattern in (_HONORIFIC, _ROLE, _SPEECH, _GENITIVE, _NAME_LABEL, _NAME_AFTER_NOUN, _NAME_CREDENTIAL):
+    for pattern in (
+        _HONORIFIC,
+        _ROLE,
+        _SPEECH,
+        _GENITIVE,
+        _NAME_LABEL,
+        _NAME_AFTER_NOUN,
+        _NAME_CREDENTIAL,
+        _NAME_SUBJECT,
+    ):
         for m in pattern.finditer(text):
             yield m.span(1)
     # Speaker labels count only in a dialogue: two turns or more.

@@ -252,3 +252,23 @@ def test_containing_span_of_same_type_takes_the_core_score() -> None:
     # A higher-scoring span of another type inside the block still wins over both.
     plan = Span(30, 38, "HEALTH_PLAN_ID", 0.92)
     assert resolve_overlaps([core, block, plan]) == [core, plan]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "History of Addison disease and a Swan-Ganz catheter.",
+        "Kernig sign negative; Babinski reflex absent.",
+        "Ativan was held overnight; continue Norvasc 5 mg daily.",
+        "Allergic to Bactrim.",
+    ],
+)
+def test_eponyms_and_drug_names_are_not_names(detector: Detector, text: str) -> None:
+    named = {"PERSON", "ORGANIZATION", "LOCATION", "NRP"}
+    found = {text[s.start : s.end]: s.type for s in detector.detect(text)}
+    assert not named & set(found.values()), found
+
+
+def test_subject_of_a_reporting_verb_and_per_are_names(detector: Detector) -> None:
+    text = "Vitals stable. Oyelowo agrees with plan. Per Ingeborg, the dressing was changed."
+    assert _covered(detector, text, "Oyelowo") and _covered(detector, text, "Ingeborg")
