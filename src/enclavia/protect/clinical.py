@@ -33,9 +33,11 @@ _I = re.IGNORECASE
 # A code: starts with a letter or digit, holds a digit, runs on through - . / and one inner space before a
 # digit-bearing part ("W2234 88100"); GS1 device identifiers keep their "(01)" application identifiers.
 _CODE = r"(?:\(\d{2}\)[0-9A-Za-z]+){1,4}|(?=[A-Za-z0-9./-]*(?:[ ][A-Za-z0-9-]*)?\d)[A-Za-z0-9](?:[A-Za-z0-9]|[-./](?=[A-Za-z0-9]))*(?:[ ](?=[A-Za-z0-9-]*\d)[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9]))*)?"
-# After the label: ":", "#", "No.", "Number", "is", "-", "=", tabs; at most one line break.
+# After the label: ":", "#", "No.", "Number", "is", "-", "=", tabs; a line break only after ":" or "#"
+# ("MRN:\n0048..."; "Cardiology Group\n6744 Main St" is a practice and its street, not a group number).
 _AFTER = (
-    r"(?:[ \t]*(?:[:#=]|-(?=[ \t])|\b(?:No|Nbr|Num)\b\.?|\bNumber\b|\bis\b|\(s\))){0,3}[ \t]*(?:\n[ \t]*)?"
+    r"(?:[ \t]*(?:[:#=]|-(?=[ \t])|\b(?:No|Nbr|Num)\b\.?|\bNumber\b|\bis\b|\(s\))){0,3}[ \t]*"
+    r"(?:(?<=[:#])\n[ \t]*|(?<=[:#][ \t])\n[ \t]*)?"
 )
 
 
@@ -258,6 +260,13 @@ _DATE_RULES: Final = (
         context_score=0.86,
         window=24,
     ),
+    # A month/day alone on its line: the date line of a letter.
+    Rule(
+        "DATE_TIME",
+        re.compile(r"(?m)^[ \t]*((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12]\d|3[01]))[ \t]*$"),
+        0.84,
+        group=1,
+    ),
     # A date and a time together need no date word: "20220527 04:39", "6/25 18:28".
     Rule(
         "DATE_TIME",
@@ -398,7 +407,8 @@ stage disorder major depressive syndrome disease
 insulin pump pacemaker metformin lisinopril atorvastatin apixaban albuterol levothyroxine sertraline
 glargine aspirin heparin
 telemetry ems via arrival arrived transfer transferred lives works seen call discussed insurer
-turned car verified education sincerely dear hx number reported born security phi pii hipaa allergic allergies billing state license licence
+turned car verified education sincerely dear hx number reported born security phi pii hipaa allergic allergies spoke called met noted informed explained advised
+counseled instructed billing state license licence
 no clinician d.o.b dr mr mrs ms prof service services professional y.o advantage part
 results: patient: name: note: plan: assessment:
 electronically signed on by at to of the and for with in a an no yes none other
@@ -434,9 +444,20 @@ _DRUG_BEFORE = re.compile(
 )
 
 
+# A multi-word span ending in an eponym's head noun: "Glasgow Coma Scale", "Bell's Palsy".
+EPONYM_LAST: Final = re.compile(
+    r"(?i:[ ](?:disease|syndrome|palsy|lymphoma|sarcoma|sign|catheter|monitor|scale|score|test|maneuver|"
+    r"criteria|classification|fracture|ulcer|tube|operation|reflex|phenomenon|triad|murmur))$"
+)
+
+
 def eponym_or_drug(text: str, start: int, end: int) -> bool:
     """True when the capitalised words at ``start:end`` are used as an eponym or a medicine name."""
-    return bool(_EPONYM_AFTER.match(text, end) or _DRUG_BEFORE.search(text, max(0, start - 24), start))
+    return bool(
+        _EPONYM_AFTER.match(text, end)
+        or _DRUG_BEFORE.search(text, max(0, start - 24), start)
+        or EPONYM_LAST.search(text[start:end])
+    )
 
 
 # Standard code systems: what follows their label is a billing or terminology code, never PHI.

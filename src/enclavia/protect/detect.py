@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from enclavia.protect.clinical import after_code_system, all_never_names, eponym_or_drug
+from enclavia.protect.clinical import EPONYM_LAST, after_code_system, all_never_names, eponym_or_drug
 from enclavia.protect.entities import ENTITY_TYPES
 from enclavia.protect.names import refine_names
 from enclavia.protect.validators import date_valid
@@ -294,13 +294,23 @@ def _plausible(text: str, entity: str, start: int, end: int) -> bool:
         return False
     # One capitalised word, perhaps with the dose the model took in with it ("Norvasc 5").
     core = _TRAILING_NUMBER.sub("", value)
-    if (
-        entity != "STREET_ADDRESS"
-        and " " not in core.strip()
-        and eponym_or_drug(text, start, start + len(core))
-    ):
+    # One word in an eponym's or a drug's grammar, or several ending in an eponym's head noun.
+    eponym = (" " not in core.strip() or EPONYM_LAST.search(core)) and eponym_or_drug(
+        text, start, start + len(core)
+    )
+    if entity != "STREET_ADDRESS" and eponym:
         return False
     return not all_never_names(value)
+
+
+_STRONG_TYPES: Final = frozenset(
+    {"PHONE_NUMBER", "EMAIL_ADDRESS", "URL", "US_SSN", "MRN", "NPI", "ACCOUNT_NUMBER", "HEALTH_PLAN_ID",
+     "MEDICAL_LICENSE", "US_DRIVER_LICENSE", "DEVICE_ID", "VEHICLE_ID", "ID", "CREDIT_CARD", "IBAN_CODE",
+     "DATE_TIME"}
+)  # fmt: skip
+
+
+_STRONG_SCORE: Final = {"DATE_TIME": NER_SCORE + 0.01}
 
 
 def resolve_overlaps(spans: list[Span]) -> list[Span]:
@@ -309,8 +319,12 @@ def resolve_overlaps(spans: list[Span]) -> list[Span]:
     A span that contains a higher-scoring span of its own type first takes that score: the confident core
     ("74 Diakou Street") vouches for the whole block around it ("74 Diakou Street, Suite 680, Kissousa").
     """
+    strong = [s for s in spans if s.type in _STRONG_TYPES and s.score >= _STRONG_SCORE.get(s.type, 0.7)]
     promoted = [
-        max(
+        s
+        # A block that runs over a phone number, an identifier or a date is not vouched for by its core.
+        if any(s.start <= x.start and x.end <= s.end and x.type != s.type for x in strong)
+        else max(
             (Span(s.start, s.end, s.type, o.score) for o in spans if _contains(s, o) and o.score > s.score),
             key=lambda x: x.score,
             default=s,

@@ -55,7 +55,8 @@ _NAME_AFTER_NOUN = re.compile(
     r"spouse|caregiver|guardian|grand(?:son|daughter|mother|father)|niece|nephew|aunt|uncle|cousin|"
     r"nurse|RN|NP|physician|doctor|surgeon|therapist|pharmacist|hospitalist|resident|intern|fellow|attending|"
     r"manager|worker|practitioner|assistant|technician|aide|chaplain|midwife|dietitian|counselor|"
-    r"[a-z]+ologist|[a-z]+iatrist|[a-z]+ician|family|contact|per)[ ]*[(:]?[ ]*)"
+    r"[a-z]+ologist|[a-z]+iatrist|[a-z]+ician|family|contact|per|spoke[ ]with|spoken[ ]to|"
+    r"talked[ ](?:with|to)|met[ ]with|accompanied[ ]by|visited[ ]by)[ ]*[(:]?[ ]*)"
     r"(?!(?:Mr|Mrs|Ms|Mx|Dr|Prof)\b)"
     rf"({_CAPW}(?:[ ](?:{_INITIAL}[ ])?{_CAPW}){{0,2}})(?=[ ]?[,.;:)(]|[ ][a-z]|[ ]*$|[ ]*\n)"
 )

@@ -272,3 +272,23 @@ def test_eponyms_and_drug_names_are_not_names(detector: Detector, text: str) -> 
 def test_subject_of_a_reporting_verb_and_per_are_names(detector: Detector) -> None:
     text = "Vitals stable. Oyelowo agrees with plan. Per Ingeborg, the dressing was changed."
     assert _covered(detector, text, "Oyelowo") and _covered(detector, text, "Ingeborg")
+
+
+def test_a_month_day_alone_on_its_line_is_a_date(detector: Detector) -> None:
+    text = "Fax: 555-0100\n\n11/23\n\nDear Dr. Quist,"
+    assert _types(detector, text).get("11/23") == "DATE_TIME"
+
+
+def test_a_label_does_not_reach_across_a_line_without_a_colon(detector: Detector) -> None:
+    # "... Group" ends a practice's name; the next line is its street, not a group number.
+    text = "Tamarind Cardiology Group\n4410 Quarry Ridge Ct\nTulsa, OK 74127\n"
+    found = _types(detector, text)
+    assert "HEALTH_PLAN_ID" not in found.values(), found
+    assert _covered(detector, text, "4410 Quarry Ridge Ct\nTulsa, OK 74127")
+
+
+def test_an_address_block_does_not_swallow_a_phone_line(detector: Detector) -> None:
+    text = "12 Juniper Way\nYonkers NY 10701\nPH - 1-914-555-0188\nFax 914-555-0199\n\nJan 22, 2021\n"
+    found = _types(detector, text)
+    assert found.get("Jan 22, 2021") == "DATE_TIME", found
+    assert found.get("1-914-555-0188") == "PHONE_NUMBER", found
