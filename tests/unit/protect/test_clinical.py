@@ -292,3 +292,14 @@ def test_an_address_block_does_not_swallow_a_phone_line(detector: Detector) -> N
     found = _types(detector, text)
     assert found.get("Jan 22, 2021") == "DATE_TIME", found
     assert found.get("1-914-555-0188") == "PHONE_NUMBER", found
+
+
+def test_only_the_ner_pipeline_runs(detector: Detector) -> None:
+    nlp = detector._engine.nlp_engine.nlp["en"]
+    assert nlp.pipe_names == ["tok2vec", "ner"]
+    # Names still come from the model where no rule sees them.
+    text = "I met John Smith in Boston."
+    assert {text[s.start : s.end]: s.type for s in detector.detect(text)} == {
+        "John Smith": "PERSON",
+        "Boston": "LOCATION",
+    }
