@@ -357,6 +357,33 @@ _PLAIN_TYPES = {"MEDICAL_LICENSE": "MEDICAL_LICENSE", "US_BANK_NUMBER": "ACCOUNT
                 "US_ITIN": "ID", "CRYPTO": "ID", "MAC_ADDRESS": "DEVICE_ID", "UK_NHS": "ID"}  # fmt: skip
 
 
+def _adversarial() -> None:
+    """Rules and name refinements (no spaCy) on MAX_TEXT_CHARS inputs that defeat unbounded patterns."""
+    from enclavia.protect.detect import MAX_TEXT_CHARS
+    from enclavia.protect.names import refine_names
+    from enclavia.protect.recognizers import build_recognizers
+
+    rules = build_recognizers()
+    n = MAX_TEXT_CHARS
+    inputs = {
+        "A-A-A- (one long token)": ("A-" * n)[:n],
+        "A'A'A' (apostrophes)": ("A'" * n)[:n],
+        "Aaaa, Aaaa, (a list without 'and')": ("Aaaa, " * n)[:n],
+        "MRN A1-A1- (a label then a long code)": ("MRN " + "A1-" * n)[:n],
+        "1234 1234 (numbers)": ("1234 " * n)[:n],
+        "Dr. Xx met Mr. Yy (thousands of names)": " ".join(
+            f"Dr. Q{i:x}z met Mr. W{i:x}v." for i in range(n // 28)
+        ),
+    }
+    print("| input (200,000 characters) | rules (s) | name refinements (s) |\n|---|---|---|")
+    for name, text in inputs.items():
+        t0 = time.perf_counter()
+        found = [(r.start, r.end, r.entity_type, r.score) for rule in rules for r in rule.analyze(text, [])]
+        t1 = time.perf_counter()
+        refine_names(text, found)
+        print(f"| {name} | {t1 - t0:.2f} | {time.perf_counter() - t1:.2f} |")
+
+
 def _load_set(name: str, args: argparse.Namespace) -> list[dict]:
     if name == "presidio":
         records = json.loads(args.data.read_text())
@@ -387,6 +414,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--errors", type=int, default=0, help="print N errors (presidio and dev only)")
     ap.add_argument(
+        "--adversarial",
+        action="store_true",
+        help="time rules and name refinements on 200,000-character inputs made to make regexes backtrack",
+    )
+    ap.add_argument(
         "--baseline",
         action="store_true",
         help="score plain Presidio (its predefined recognizers + the same spaCy model) instead of enclavia",
@@ -394,6 +426,10 @@ def main() -> None:
     args = ap.parse_args()
     args.data = args.data or default_presidio_data()
     sets = [s for s in args.sets.split(",") if s]
+
+    if args.adversarial:
+        _adversarial()
+        return
 
     from enclavia.protect.detect import Detector
 

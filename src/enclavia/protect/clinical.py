@@ -118,7 +118,7 @@ STATES: Final = (
 )
 _STATE = "(?:" + "|".join(STATES.split()) + ")"
 _ZIP = r"\d{5}(?:-\d{4})?"
-_W = r"[A-ZÀ-ÖØ-Þ][A-Za-zÀ-ÖØ-öø-ÿ'’.-]*"
+_W = r"[A-ZÀ-ÖØ-Þ][A-Za-zÀ-ÖØ-öø-ÿ'’.-]{0,40}"  # bounded: see recognizers._CAP
 _STREET_TYPE = (
     r"(?:Street|St|Avenue|Ave|Av|Boulevard|Blvd|Road|Rd|Drive|Dr|Lane|Ln|Court|Ct|Way|Place|Pl|Highway|Hwy|"
     r"Parkway|Pkwy|Terrace|Ter|Circle|Cir|Loop|Trail|Trl|Square|Sq|Plaza|Pike|Row|Alley|Expressway|Expy|"
@@ -344,7 +344,7 @@ _ORG_HEAD = (
     r"Church|Restaurant|Market|Airlines|Construction|Services|Agency|Department[ ]of[ ]\w+)"
 )
 _ORG_LEGAL = r"(?:,?[ ](?:PLLC|LLC|L\.L\.C\.|P\.C\.|PC|P\.A\.|PA|Inc\.?|LLP|Ltd\.?|Corp\.?))"
-_ORG_WORD = r"(?:[A-ZÀ-ÖØ-Þ][\w'’&.-]*|of|the|de|del|la|los|las|and|&|[A-Z]\.)"
+_ORG_WORD = r"(?:[A-ZÀ-ÖØ-Þ][\w'’&.-]{0,40}|of|the|de|del|la|los|las|and|&|[A-Z]\.)"
 _ORG_SUFFIX_RULES: Final = (
     Rule(
         "ORGANIZATION",

@@ -97,7 +97,7 @@ _GENITIVE = re.compile(
 # A line of its own holding only "Given [X] Family": the name line of a letterhead, a signature or an address.
 # Job titles: the head noun carries an agent suffix or is a common occupation word.
 _JOB_HEAD_WORD = (
-    r"(?i:[\w'’-]*(?:er|or|ist|ian|ant|ent|eon|ife|man|woman|person|ess|ic|yst|ive|grapher)|nurse|clerk|chef|"
+    r"(?i:[\w'’-]{0,40}(?:er|or|ist|ian|ant|ent|eon|ife|man|woman|person|ess|ic|yst|ive|grapher)|nurse|clerk|chef|"
     r"cook|guard|pilot|judge|secretary|janitor|maid|nanny|agent|coach|aide|ceo|cfo|cto)"
 )
 _JOB_HEAD = re.compile(rf"{_JOB_HEAD_WORD}$")
@@ -150,7 +150,9 @@ _ORG_WORD_TABLE: Final = (
     "sons research lines transit data "
 )
 _ORG_WORDS = frozenset(_ORG_WORD_TABLE.split())
-_LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW})*,?[ ](?:and|or|&)[ ]{_CAPW}\b")
+# At most twelve items: an unbounded list ("A, A, A, ..." with no "and") is quadratic to scan.
+_LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW}){{0,11}},?[ ](?:and|or|&)[ ]{_CAPW}\b")
+_MAX_SURFACES: Final = 256
 # A text that opens with one capitalised word and a verb, and refers to someone as he or she.
 _OPENING = re.compile(rf"\A[ \t\"“]*({_CAPW})[ ](?=[a-z])")
 _PERSONAL_PRONOUN = re.compile(r"\b(?i:he|she|him|her|his|hers|himself|herself)\b")
@@ -314,11 +316,16 @@ def refine_names(text: str, spans: Spans) -> Spans:
             else x
             for x in out
         ]
-        person = [(s, e) for s, e, t, _ in out if t == "PERSON"]
-        for value in sorted(surfaces, key=len, reverse=True):
+        # Characters already inside a PERSON span (a bitmap: the check stays linear in the text's length).
+        person = bytearray(len(text))
+        for s, e, t, _ in out:
+            if t == "PERSON":
+                person[s:e] = b"\x01" * (e - s)
+        # Longest first; a real note has a few dozen surfaces: a text with hundreds propagates only the first.
+        for value in sorted(surfaces, key=lambda v: (-len(v), v))[:_MAX_SURFACES]:
             # Any case ("OKONKWO, ROSA" in the header, "Okonkwo" in the text), but capitalised.
             for m in re.finditer(rf"(?<![\w'’-]){re.escape(value)}(?![\w'’-])", text, re.IGNORECASE):
-                if m.group()[0].isupper() and not any(_overlaps(m.span(), p) for p in person):
+                if m.group()[0].isupper() and not any(person[m.start() : m.end()]):
                     out.append((m.start(), m.end(), "PERSON", PERSON_CONTEXT_SCORE))
-                    person.append(m.span())
+                    person[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
     return out

@@ -64,7 +64,9 @@ _COMPOUND = (
     "kaari|rinne|tanhua|straße|strasse|str\\.|straat|weg|laan|plein|gasse|platz|allee|allé|ring|damm|"
     "braut|brekka|gata|stígur|vegur|tún|utca|út|u\\.|krantas|iela|tänav|tee|aukio|tori|puistikko|kapu"
 )
-_CAP = r"[A-ZÀ-ÖØ-ÞĀ-ſ][\w'’.-]*"
+# Word patterns are bounded (40 characters): an unbounded run makes a long unbroken token ("A-A-A-...")
+# quadratic to scan, and detection accepts texts of 200,000 characters.
+_CAP = r"[A-ZÀ-ÖØ-ÞĀ-ſ][\w'’.-]{0,40}"
 _NUM = r"\d{1,5}[A-Za-z]?\.?"
 # City, region, country and postcode lines after a street: newline- or comma-separated, short, no ':' or '@'.
 _UNIT = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.)[ \t]+#?\d{1,5}[A-Za-z]?"
@@ -104,7 +106,7 @@ _STREET = (
     # Rue de la Paix 5, Via Roma 131, ul. Zamkowa 33
     rf"|(?:{_PREFIXES})[ \t]+(?:(?:d[aeiou]s?|de[ls]?|la|le|della|del)[ \t]+)?(?:{_CAP}[ \t]+){{0,3}}{_CAP}(?:[ \t]+{_NUM})?"
     # Østbygatan 14, Koskikatu 25, Rákóczi út 13.
-    rf"|(?:{_CAP}[ \t]+){{0,2}}[\w'’-]*(?i:{_COMPOUND})[ \t]+{_NUM}"
+    rf"|(?:{_CAP}[ \t]+){{0,2}}[\w'’-]{{0,40}}(?i:{_COMPOUND})[ \t]+{_NUM}"
     rf")"
 )
 _MILITARY = (
