@@ -18,15 +18,59 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from enclavia.protect.clinical import NEVER_NAMES as _NEVER_NAMES
+
 __all__ = ["PERSON_CONTEXT_SCORE", "refine_names"]
 
 # Above the NER default (0.8), so these override an ORGANIZATION guess on the same words.
 PERSON_CONTEXT_SCORE: Final = 0.81
+_NER_SCORE: Final = 0.8  # the model's spans; rule spans score above it
 
 _U = "A-ZÀ-ÖØ-ÞĀ-ſ"
 _L = "a-zß-öø-ÿĀ-ſ"
-_CAPW = rf"[{_U}][{_L}'’]+(?:-[{_U}][{_L}'’]+)?"
+_CAPW = rf"[{_U}](?:['’][{_U}])?[{_L}'’]+(?:[{_U}][{_L}]+)?(?:-[{_U}{_L}][{_L}'’]+)?"
 _INITIAL = rf"[{_U}]\.?"
+# Title case or capitals, with particles inside ("O'Brien", "MacLeod", "Al-Sayed", "Ji-woo", "ORTIZ").
+_ANYW = rf"(?:[{_U}][{_L}'’]*[{_U}]?[{_L}'’]+|[{_U}]['’]?[{_U}]+)(?:-[{_U}{_L}][{_U}{_L}'’]+)?"
+# "Family, Given [M]" or "Given [M.] Family [Family]", one line, no run-on into the next field.
+_ANY_NAME = (
+    rf"(?:{_ANYW}(?:[ ]{_ANYW})?,[ ]{_ANYW}(?:[ ]{_ANYW})?(?:[ ]{_INITIAL}(?![{_L}]))?"
+    rf"|{_ANYW}(?:[ ](?:{_INITIAL}[ ])?{_ANYW}){{0,3}})"
+)
+# Field labels that introduce a person (patient, clinicians, contacts), then ":" or "-".
+_NAME_LABEL = re.compile(
+    r"(?i:\b(?:patient(?:[ ]name)?|pt(?:[ ]name)?|name|attending(?:[ ](?:physician|md|provider))?|"
+    r"discharging[ ](?:physician|provider)|"
+    r"(?:ordering|referring|primary|treating|consulting)[ ](?:provider|physician|md|doctor)|"
+    r"provider|physician|pcp|surgeon|nurse|rn|resident|verified[ ]by|reviewed[ ]by|signed[ ]by|"
+    r"electronically[ ]signed(?:[ ]by)?|dictated[ ]by|emergency[ ]contact|contact|next[ ]of[ ]kin|nok|"
+    r"guardian|"
+    r"parent|mother|father|spouse|caregiver|interpreter|witness|cc)[ \t]*(?::|-(?=[ \t]))[ \t]*|"
+    r"\b(?:verified|reviewed|signed|dictated|transcribed|approved|performed|seen|examined|read)[ ]by:?[ \t]+)"
+    rf"({_ANY_NAME})(?![{_L}])"
+)
+# Relatives, professions and "Pt" directly before a Title-case name: "daughter Noor Okonkwo", "nurse Ji-woo".
+_NAME_AFTER_NOUN = re.compile(
+    r"(?:\b(?i:pt|patient|daughter|son|wife|husband|mother|father|sister|brother|neighbou?r|friend|partner|"
+    r"spouse|caregiver|guardian|grand(?:son|daughter|mother|father)|niece|nephew|aunt|uncle|cousin|"
+    r"nurse|RN|NP|physician|doctor|surgeon|therapist|pharmacist|hospitalist|resident|intern|fellow|attending|"
+    r"manager|worker|practitioner|assistant|technician|aide|chaplain|midwife|dietitian|counselor|"
+    r"[a-z]+ologist|[a-z]+iatrist|[a-z]+ician|family|contact|per|spoke[ ]with|spoken[ ]to|"
+    r"talked[ ](?:with|to)|met[ ]with|accompanied[ ]by|visited[ ]by)[ ]*[(:]?[ ]*)"
+    r"(?!(?:Mr|Mrs|Ms|Mx|Dr|Prof)\b)"
+    rf"({_CAPW}(?:[ ](?:{_INITIAL}[ ])?{_CAPW}){{0,2}})(?=[ ]?[,.;:)(]|[ ][a-z]|[ ]*$|[ ]*\n)"
+)
+# The subject of a clinical reporting verb at the start of a sentence: "Rahul agrees with plan."
+_NAME_SUBJECT = re.compile(
+    rf"(?:^|(?<=[.;!?][ ])|(?<=\n))({_CAPW}(?:[ ]{_CAPW})?)[ ]"
+    r"(?=(?:agrees|agreed|states|stated|reports|reported|denies|denied|endorses|endorsed|understands|verbali[sz]es|tolerated|tolerates|declines|declined|"
+    r"consents|consented|complains|presents|ambulates|ambulated|verbalized|voices)\b)"
+)
+# A name before a credential: "Kalani L. Price, MD", "Bogdan King, RN".
+_NAME_CREDENTIAL = re.compile(
+    rf"(?<![\w'’-])({_ANY_NAME}),?[ ](?:MD|DO|RN|NP|PA-C|PA|PhD|PharmD|DDS|DMD|LPN|LVN|CNA|MSW|LCSW|FNP|"
+    r"FNP-C|DNP|APRN|CRNA|MBBS|FACP|FACS|MPH|BSN|MSN)\b"
+)
 _NAME = rf"{_CAPW}(?:[ ](?:{_INITIAL}[ ])?{_CAPW}){{0,2}}"
 
 _HONORIFIC = re.compile(
@@ -53,7 +97,7 @@ _GENITIVE = re.compile(
 # A line of its own holding only "Given [X] Family": the name line of a letterhead, a signature or an address.
 # Job titles: the head noun carries an agent suffix or is a common occupation word.
 _JOB_HEAD_WORD = (
-    r"(?i:[\w'’-]*(?:er|or|ist|ian|ant|ent|eon|ife|man|woman|person|ess|ic|yst|ive|grapher)|nurse|clerk|chef|"
+    r"(?i:[\w'’-]{0,40}(?:er|or|ist|ian|ant|ent|eon|ife|man|woman|person|ess|ic|yst|ive|grapher)|nurse|clerk|chef|"
     r"cook|guard|pilot|judge|secretary|janitor|maid|nanny|agent|coach|aide|ceo|cfo|cto)"
 )
 _JOB_HEAD = re.compile(rf"{_JOB_HEAD_WORD}$")
@@ -106,7 +150,9 @@ _ORG_WORD_TABLE: Final = (
     "sons research lines transit data "
 )
 _ORG_WORDS = frozenset(_ORG_WORD_TABLE.split())
-_LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW})*,?[ ](?:and|or|&)[ ]{_CAPW}\b")
+# At most twelve items: an unbounded list ("A, A, A, ..." with no "and") is quadratic to scan.
+_LIST = re.compile(rf"\b{_CAPW}(?:,[ ]{_CAPW}){{0,11}},?[ ](?:and|or|&)[ ]{_CAPW}\b")
+_MAX_SURFACES: Final = 256
 # A text that opens with one capitalised word and a verb, and refers to someone as he or she.
 _OPENING = re.compile(rf"\A[ \t\"“]*({_CAPW})[ ](?=[a-z])")
 _PERSONAL_PRONOUN = re.compile(r"\b(?i:he|she|him|her|his|hers|himself|herself)\b")
@@ -130,7 +176,16 @@ def _context_spans(text: str) -> Iterable[tuple[int, int]]:
 
 
 def _context_candidates(text: str) -> Iterable[tuple[int, int]]:
-    for pattern in (_HONORIFIC, _ROLE, _SPEECH, _GENITIVE):
+    for pattern in (
+        _HONORIFIC,
+        _ROLE,
+        _SPEECH,
+        _GENITIVE,
+        _NAME_LABEL,
+        _NAME_AFTER_NOUN,
+        _NAME_CREDENTIAL,
+        _NAME_SUBJECT,
+    ):
         for m in pattern.finditer(text):
             yield m.span(1)
     # Speaker labels count only in a dialogue: two turns or more.
@@ -200,7 +255,10 @@ def _job_titles(text: str, spans: Spans) -> Spans:
 def refine_names(text: str, spans: Spans) -> Spans:
     """Add and relabel PERSON spans; returns a new candidate list (overlaps are resolved afterwards)."""
     out: Spans = [
-        _as_person(x) if x[2] == "ORGANIZATION" and _looks_personal(text[x[0] : x[1]]) else x for x in spans
+        _as_person(x)
+        if x[2] == "ORGANIZATION" and x[3] <= _NER_SCORE and _looks_personal(text[x[0] : x[1]])
+        else x
+        for x in spans
     ]
     for s, e in _context_spans(text):
         out.append((s, e, "PERSON", PERSON_CONTEXT_SCORE))
@@ -236,26 +294,38 @@ def refine_names(text: str, spans: Spans) -> Spans:
             out = [x for x in out if not (x[2] == "ORGANIZATION" and _overlaps((x[0], x[1]), m.span()))]
             out.extend((a, b, "PERSON", PERSON_CONTEXT_SCORE) for a, b in items)
 
-    # Same surface elsewhere in the text: full names, and their first and last words.
+    # Same surface elsewhere in the text: full names, and each of their words (capitals in title case too).
     surfaces: set[str] = set()
     for s, e, t, _ in out:
         if t == "PERSON":
-            words = text[s:e].split()
+            words = [w.strip(",") for w in text[s:e].split()]
             # Only name-shaped surfaces travel: capitalised words, none of them a function word.
-            if not words or not all(w[0].isupper() and w.lower() not in _FUNCTION_WORDS for w in words):
+            if not words or not all(w and w[0].isupper() and w.lower() not in _FUNCTION_WORDS for w in words):
                 continue
             surfaces.add(text[s:e])
             if len(words) > 1:
-                surfaces.update(w for w in (words[0], words[-1]) if len(w) > 2 and not w.isupper())
+                for w in words:
+                    if len(w) > 2 and w.lower() not in _NEVER_NAMES:
+                        surfaces.add(w.title() if w.isupper() and len(w) > 3 else w)
+                    if len(w) > 3 and w.isupper():
+                        surfaces.add(w)
     if surfaces:
         out = [
-            _as_person(x) if x[2] in {"ORGANIZATION", "LOCATION"} and text[x[0] : x[1]] in surfaces else x
+            _as_person(x)
+            if x[2] in {"ORGANIZATION", "LOCATION"} and x[3] <= _NER_SCORE and text[x[0] : x[1]] in surfaces
+            else x
             for x in out
         ]
-        person = [(s, e) for s, e, t, _ in out if t == "PERSON"]
-        for value in sorted(surfaces, key=len, reverse=True):
-            for m in re.finditer(rf"(?<![\w'’-]){re.escape(value)}(?![\w'’-])", text):
-                if not any(_overlaps(m.span(), p) for p in person):
+        # Characters already inside a PERSON span (a bitmap: the check stays linear in the text's length).
+        person = bytearray(len(text))
+        for s, e, t, _ in out:
+            if t == "PERSON":
+                person[s:e] = b"\x01" * (e - s)
+        # Longest first; a real note has a few dozen surfaces: a text with hundreds propagates only the first.
+        for value in sorted(surfaces, key=lambda v: (-len(v), v))[:_MAX_SURFACES]:
+            # Any case ("OKONKWO, ROSA" in the header, "Okonkwo" in the text), but capitalised.
+            for m in re.finditer(rf"(?<![\w'’-]){re.escape(value)}(?![\w'’-])", text, re.IGNORECASE):
+                if m.group()[0].isupper() and not any(person[m.start() : m.end()]):
                     out.append((m.start(), m.end(), "PERSON", PERSON_CONTEXT_SCORE))
-                    person.append(m.span())
+                    person[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
     return out

@@ -64,7 +64,9 @@ _COMPOUND = (
     "kaari|rinne|tanhua|straße|strasse|str\\.|straat|weg|laan|plein|gasse|platz|allee|allé|ring|damm|"
     "braut|brekka|gata|stígur|vegur|tún|utca|út|u\\.|krantas|iela|tänav|tee|aukio|tori|puistikko|kapu"
 )
-_CAP = r"[A-ZÀ-ÖØ-ÞĀ-ſ][\w'’.-]*"
+# Word patterns are bounded (40 characters): an unbounded run makes a long unbroken token ("A-A-A-...")
+# quadratic to scan, and detection accepts texts of 200,000 characters.
+_CAP = r"[A-ZÀ-ÖØ-ÞĀ-ſ][\w'’.-]{0,40}"
 _NUM = r"\d{1,5}[A-Za-z]?\.?"
 # City, region, country and postcode lines after a street: newline- or comma-separated, short, no ':' or '@'.
 _UNIT = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Floor|Fl\.)[ \t]+#?\d{1,5}[A-Za-z]?"
@@ -104,7 +106,7 @@ _STREET = (
     # Rue de la Paix 5, Via Roma 131, ul. Zamkowa 33
     rf"|(?:{_PREFIXES})[ \t]+(?:(?:d[aeiou]s?|de[ls]?|la|le|della|del)[ \t]+)?(?:{_CAP}[ \t]+){{0,3}}{_CAP}(?:[ \t]+{_NUM})?"
     # Østbygatan 14, Koskikatu 25, Rákóczi út 13.
-    rf"|(?:{_CAP}[ \t]+){{0,2}}[\w'’-]*(?i:{_COMPOUND})[ \t]+{_NUM}"
+    rf"|(?:{_CAP}[ \t]+){{0,2}}[\w'’-]{{0,40}}(?i:{_COMPOUND})[ \t]+{_NUM}"
     rf")"
 )
 _MILITARY = (
@@ -145,6 +147,10 @@ def _age(text: str) -> str | None:
     return "AGE_OVER_89" if n > 89 else "AGE"
 
 
+# NNN-NN-NNNN is how SSNs are written; no numbering plan groups a phone number 3-2-4.
+_SSN_SHAPE = re.compile(r"^\d{3}[- ]\d{2}[- ]\d{4}$")
+
+
 def _ipv4(text: str) -> bool:
     return v.ip_valid(text) and not all(p == "0" for p in text.split("."))
 
@@ -154,9 +160,11 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "EMAIL_ADDRESS", _re(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), 1.0
     ),
-    Rule("URL", _re(r"\bhttps?://[^\s<>\"'()]+[^\s<>\"'().,;:!?]"), 0.9),
+    Rule("URL", _re(r"\bhttps?://[^\s<>\"'()]+[^\s<>\"'().,;:!?]"), 0.96),
     Rule(
-        "URL", _re(r"(?<![@\w.])www\.[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?:/[^\s<>\"']*[^\s<>\"'.,;:!?])?"), 0.8
+        "URL",
+        _re(r"(?<![@\w.])www\.[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?:/[^\s<>\"']*[^\s<>\"'.,;:!?])?"),
+        0.95,
     ),
     Rule("IP_ADDRESS", _re(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), 0.9, validator=_ipv4),
     Rule(
@@ -168,12 +176,24 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(
         "PHONE_NUMBER",
         _re(
-            r"(?<![\w+/.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?(?:\(0\)[ ]?)?"
+            r"(?<![\w+/.-])(?:\+\d{1,3}[ .-]?|1[ .-](?=\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}))?(?:\(\d{1,4}\)[ .-]?)?(?:\(0\)[ ]?)?"
             r"\d{2,5}(?:[ .-]\d{2,5}){1,4}(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?![\w/]|-\d|\.\d)"
         ),
         0.55,
-        validator=lambda s: 7 <= sum(c.isdigit() for c in s.split("x")[0]) <= 15,
-        context=("phone", "call", "tel", "mobile", "cell", "fax", "number", "reach", "answering", "contact"),
+        validator=lambda s: 7 <= sum(c.isdigit() for c in s.split("x")[0]) <= 15 and not _SSN_SHAPE.match(s),
+        context=(
+            "phone",
+            "ph",
+            "call",
+            "tel",
+            "mobile",
+            "cell",
+            "fax",
+            "number",
+            "reach",
+            "answering",
+            "contact",
+        ),
         context_score=0.8,
     ),
     Rule(
@@ -408,4 +428,6 @@ def _extra(rules: Sequence[Rule]) -> set[str]:
 
 
 def build_recognizers() -> list[RuleRecognizer]:
-    return [RuleRecognizer(RULES, "enclavia-rules")]
+    from enclavia.protect.clinical import CLINICAL_RULES
+
+    return [RuleRecognizer(RULES, "enclavia-rules"), RuleRecognizer(CLINICAL_RULES, "enclavia-clinical")]

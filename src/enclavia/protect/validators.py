@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Final
 
-__all__ = ["iban_valid", "ip_valid", "luhn_valid", "npi_valid", "ssn_valid"]
+__all__ = ["date_valid", "iban_valid", "ip_valid", "luhn_valid", "npi_valid", "ssn_valid"]
 
 # ISO 13616 IBAN lengths by country (SWIFT IBAN registry).
 IBAN_LENGTHS: Final[dict[str, int]] = {
@@ -79,3 +79,18 @@ def ip_valid(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def date_valid(text: str) -> bool:
+    """A numeric date that can exist: / . or - between parts, day-month or month-day, 2- or 4-digit year."""
+    head = text.split(maxsplit=1)[0].split("T", maxsplit=1)[0]
+    parts = [p for p in head.replace("/", "-").replace(".", "-").split("-") if p]
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return False
+    if len(parts[0]) == 4:
+        year, a, b = parts[0], int(parts[1]), int(parts[2])
+    else:
+        a, b, year = int(parts[0]), int(parts[1]), parts[2]
+    if len(year) == 4 and not 1850 <= int(year) <= 2150:
+        return False
+    return min(a, b) >= 1 and ((a <= 12 and b <= 31) or (b <= 12 and a <= 31))
