@@ -51,6 +51,7 @@ evidence bytes into an exception's arguments.
     │   ├── EnclaveUnavailableError        enclave process not reachable: 503
     │   ├── UnauthenticatedError           inner request without a known requester credential: 401
     │   ├── ForbiddenError                 requester may not do this (tenant, clearance, class action)
+    │   │   └── NotLocalError              local proxy: Host not loopback or a cross-origin browser request
     │   ├── EgressDeniedError              destination not on the measured egress allow-list
     │   ├── EgressFailedError              allowed provider unreachable or answered badly: 502
     │   ├── StorageUnavailableError        host blob store unreachable or refused: 503
@@ -342,6 +343,12 @@ class ForbiddenError(EnclaveError):
     code = "request.forbidden"
     status = 403
     title = "Not allowed for this requester"
+
+
+class NotLocalError(ForbiddenError):
+    code = "proxy.not_local"
+    status = 403
+    title = "The local proxy serves only local software"
 
 
 class EgressDeniedError(EnclaveError):

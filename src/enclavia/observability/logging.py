@@ -44,6 +44,7 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "proxy.started": frozenset({"listen", "upstream"}),
     "proxy.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision", "key_id"}),
     "proxy.attestation_failed": frozenset({"error_code"}),
+    "proxy.refused": frozenset({"reason", "error_code"}),
     "proxy.request": frozenset(
         {"route", "status", "outcome", "error_code", "stream", "bytes_in", "bytes_out", "duration_ms"}
     ),
