@@ -55,6 +55,7 @@ evidence bytes into an exception's arguments.
     │   ├── EgressDeniedError              destination not on the measured egress allow-list
     │   ├── EgressFailedError              allowed provider unreachable or answered badly: 502
     │   ├── StorageUnavailableError        host blob store unreachable or refused: 503
+    │   ├── InternalError                  unexpected failure inside the enclave (a bug): code only, 500
     │   ├── ModelTooLargeError             models need more memory than the enclave's limit (refused at start)
     │   └── MemoryExhaustedError           an allocation failed under the memory limit during a request: 503
     ├── BrokerError
@@ -325,6 +326,14 @@ class SecretsUnavailableError(EnclaveError):
     code = "enclave.secrets_unavailable"
     status = 503
     title = "Keys for this route have not been released"
+
+
+class InternalError(EnclaveError):
+    """Anything unexpected, turned into one typed error at the top-level handler; its text is dropped."""
+
+    code = "enclave.internal"
+    status = 500
+    title = "Internal error"
 
 
 class EnclaveUnavailableError(EnclaveError):

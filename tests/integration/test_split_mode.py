@@ -248,6 +248,33 @@ def test_refusals(split_served: Served, model_server: ModelServer) -> None:
     assert len(model_server.bodies) == before  # nothing refused reached the model server
 
 
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        {
+            "type": ["PERSON"],
+            "value": PATIENT,
+        },  # the case: a bare TypeError became enclave.unavailable
+        {"type": {"x": 1}, "value": PATIENT},
+        {"type": "PERSON", "value": [PATIENT]},
+        {"type": None, "value": PATIENT},
+    ],
+)
+def test_wrong_identifier_type_is_a_typed_400_not_unavailable(
+    split_served: Served, model_server: ModelServer, identifier: dict[str, Any]
+) -> None:
+    before = len(model_server.bodies)
+    status, out = _call(split_served, {**_question("c9"), "identifiers": [identifier]}, TOKENS["doctor"])
+    assert status == 400 and out["code"] == "request.invalid"
+    assert PATIENT not in json.dumps(out)
+    assert len(model_server.bodies) == before
+    # the enclave kept serving (no restart, no re-attestation needed) and nothing went to a log as text
+    status, _ = _call(split_served, _question("c9"), TOKENS["doctor"])
+    assert status == 200
+    logs = split_served.logs()
+    assert "Traceback" not in logs and "TypeError" not in logs and PATIENT not in logs
+
+
 def test_host_logs_hold_no_identifiers(split_served: Served) -> None:
     _call(split_served, _question("c4"), TOKENS["doctor"])
     time.sleep(0.2)
