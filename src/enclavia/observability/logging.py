@@ -24,6 +24,7 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "host.enclave_exited": frozenset({"returncode", "restarts"}),
     "host.enclave_unreachable": frozenset({"route", "error_code"}),
     "host.rate_limited": frozenset({"route"}),
+    "host.internal_error": frozenset({"error_code", "started"}),
     "host.egress": frozenset({"outcome", "status", "bytes_out", "bytes_in"}),
     "enclave.starting": frozenset({"tee", "suite"}),
     "enclave.hardening": frozenset({"dumpable", "netns", "reason"}),
