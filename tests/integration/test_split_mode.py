@@ -30,7 +30,9 @@ from tests.support import Served, free_port, start_served
 
 pytestmark = pytest.mark.slow
 
-TOKENS = {name: "tok-" + secrets.token_hex(16) for name in ("doctor", "analyst", "no_egress")}
+TOKENS = {
+    name: "tok-" + secrets.token_hex(16) for name in ("doctor", "analyst", "no_egress", "no_reidentify")
+}
 PATIENT = "Marguerite Okonkwo-Lindqvist"
 SSN = "219-44-7613"
 MRN = "00482913"
@@ -105,8 +107,9 @@ def split_served(tmp_path_factory: pytest.TempPathFactory, model_server: ModelSe
     doc["requesters"] = [
         {"id": rid, "tenant": "hosp-a", "clearance": clearance, "actions": actions, "token_sha256": sha[key]}
         for rid, key, clearance, actions in (
-            ("dr-a", "doctor", cleared, ["egress"]),
+            ("dr-a", "doctor", cleared, ["egress", "reidentify"]),
             ("analyst-a", "analyst", [], ["egress"]),
+            ("nurse-a", "no_reidentify", cleared, ["egress"]),
             ("clerk-a", "no_egress", cleared, ["query"]),
         )
     ]
@@ -222,6 +225,17 @@ def test_detected_identifiers_are_tokenized_without_declaration(
     for raw in (PATIENT, SSN):
         assert raw.encode() not in model_server.bodies[-1]
     assert PATIENT in out["choices"][0]["message"]["content"]
+
+
+def test_requester_without_reidentify_gets_tokens_not_values(
+    split_served: Served, model_server: ModelServer
+) -> None:
+    """Issue 15: cleared for the classes but not granted `reidentify`: the provider's echo stays tokens."""
+    status, out = _call(split_served, _question("c10"), TOKENS["no_reidentify"])
+    assert status == 200
+    answer = out["choices"][0]["message"]["content"]
+    for raw in RAW:
+        assert raw not in answer
 
 
 def test_requester_without_clearance_gets_no_identifiers(split_served: Served) -> None:

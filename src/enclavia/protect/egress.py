@@ -133,7 +133,9 @@ class EgressGuard:
             raw_usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
         except (ValueError, KeyError, IndexError, TypeError):
             raise EgressFailedError() from None
-        answer = Tokenizer.reidentify(scope, content)
+        answer = Tokenizer.reidentify(
+            scope, content, lambda etype: self.classification.may_reidentify(requester, etype)
+        )
         answer = self.scrub_for(requester, answer, scope, session)
         return {
             "content": answer,
