@@ -236,6 +236,10 @@ def test_requester_without_reidentify_gets_tokens_not_values(
     answer = out["choices"][0]["message"]["content"]
     for raw in RAW:
         assert raw not in answer
+    assert "<PERSON_" in answer  # the echoed placeholders came back as placeholders
+    time.sleep(0.2)
+    events = [json.loads(x) for x in split_served.logs().splitlines() if x.startswith("{")]
+    assert any(e["event"] == "enclave.split" and e.get("reidentify_refused", 0) > 0 for e in events)
 
 
 def test_requester_without_clearance_gets_no_identifiers(split_served: Served) -> None:

@@ -153,6 +153,7 @@ def split_chat(
             provider=label,
             outcome="ok",
             tokens_out=reply["tokens_out"],
+            reidentify_refused=reply.get("reidentify_refused", 0),
             duration_ms=round((time.perf_counter() - start) * 1000, 3),
         )
     usage = dict(reply.get("usage") or {})

@@ -37,7 +37,9 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "enclave.stopping": frozenset({"signal"}),
     "enclave.memory": frozenset({"mechanism", "limit_bytes", "reason", "need_bytes", "baseline_bytes"}),
     "enclave.refused": frozenset({"error_code", "detail", "need_bytes", "limit_bytes"}),
-    "enclave.split": frozenset({"provider", "outcome", "error_code", "tokens_out", "duration_ms"}),
+    "enclave.split": frozenset(
+        {"provider", "outcome", "error_code", "tokens_out", "reidentify_refused", "duration_ms"}
+    ),
     "client.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision"}),
     "client.attestation_failed": frozenset({"error_code"}),
     "client.retry": frozenset({"reason"}),
