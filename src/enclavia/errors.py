@@ -51,9 +51,11 @@ evidence bytes into an exception's arguments.
     │   ├── EnclaveUnavailableError        enclave process not reachable: 503
     │   ├── UnauthenticatedError           inner request without a known requester credential: 401
     │   ├── ForbiddenError                 requester may not do this (tenant, clearance, class action)
+    │   │   └── NotLocalError              local proxy: Host not loopback or a cross-origin browser request
     │   ├── EgressDeniedError              destination not on the measured egress allow-list
     │   ├── EgressFailedError              allowed provider unreachable or answered badly: 502
     │   ├── StorageUnavailableError        host blob store unreachable or refused: 503
+    │   ├── InternalError                  unexpected failure inside the enclave (a bug): code only, 500
     │   ├── ModelTooLargeError             models need more memory than the enclave's limit (refused at start)
     │   ├── UncleanProcessError            started without the fixed interpreter flags / environment (refused)
     │   ├── UnmeasuredCodeError            a loaded module is outside the manifest (refused at start)
@@ -329,6 +331,14 @@ class SecretsUnavailableError(EnclaveError):
     title = "Keys for this route have not been released"
 
 
+class InternalError(EnclaveError):
+    """Anything unexpected, turned into one typed error at the top-level handler; its text is dropped."""
+
+    code = "enclave.internal"
+    status = 500
+    title = "Internal error"
+
+
 class EnclaveUnavailableError(EnclaveError):
     code = "enclave.unavailable"
     status = 503
@@ -345,6 +355,12 @@ class ForbiddenError(EnclaveError):
     code = "request.forbidden"
     status = 403
     title = "Not allowed for this requester"
+
+
+class NotLocalError(ForbiddenError):
+    code = "proxy.not_local"
+    status = 403
+    title = "The local proxy serves only local software"
 
 
 class EgressDeniedError(EnclaveError):

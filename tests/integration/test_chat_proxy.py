@@ -151,6 +151,35 @@ def test_openai_errors_are_openai_shaped(proxy: Proxy) -> None:
     assert info.value.code == "request.invalid"
 
 
+# --- only local software may drive the proxy (DNS rebinding, cross-site pages) -------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({"host": "attacker.example", "content-type": "application/json"}, 403, "proxy.not_local"),
+        ({"origin": "http://attacker.example", "content-type": "application/json"}, 403, "proxy.not_local"),
+        ({"content-type": "text/plain"}, 400, "request.invalid"),
+        (  # the shape the issue found answered: all three at once
+            {"host": "attacker.example", "origin": "http://attacker.example", "content-type": "text/plain"},
+            403,
+            "proxy.not_local",
+        ),
+    ],
+)
+def test_running_proxy_refuses_non_local_callers(
+    proxy: Proxy, headers: dict[str, str], status: int, code: str
+) -> None:
+    canary = "CANARY-REBIND-" + secrets.token_hex(6)
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": canary}], "max_tokens": FEW})
+    resp = httpx.post(proxy.url + "/v1/chat/completions", content=body, headers=headers, timeout=60)
+    assert resp.status_code == status and resp.json()["error"]["code"] == code
+    assert not any(h.lower().startswith("access-control-") for h in resp.headers)
+    assert canary not in resp.text
+    logs = proxy.logs()
+    assert '"proxy.refused"' in logs and canary not in logs
+
+
 # --- streams tampered with on the way ------------------------------------------------------------
 
 
@@ -202,7 +231,7 @@ def test_tampered_stream_through_the_proxy_is_an_error_for_the_openai_client(ser
     proxy = AttestingProxy(served_chat.url, parse_policy(served_chat.policy_text))
     proxy.client._http = httpx.Client(transport=TamperingRelay("reorder"), timeout=120)
     client = openai.OpenAI(
-        base_url="http://testserver/v1", api_key="x", max_retries=0, http_client=TestClient(proxy.app())
+        base_url="http://127.0.0.1/v1", api_key="x", max_retries=0, http_client=TestClient(proxy.app())
     )
     stream = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Hi"}], max_tokens=FEW, stream=True
@@ -222,7 +251,7 @@ def _refusing_proxy(policy_text: str, url: str) -> TestClient:
 def test_proxy_refuses_when_measurement_not_allowed(served_chat: Served) -> None:
     other = re.sub(r"measurement: '[0-9a-f]+'", "measurement: '" + "ab" * 48 + "'", served_chat.policy_text)
     client = openai.OpenAI(
-        base_url="http://testserver/v1",
+        base_url="http://127.0.0.1/v1",
         api_key="x",
         max_retries=0,
         http_client=_refusing_proxy(other, served_chat.url),
@@ -241,7 +270,7 @@ def test_proxy_refuses_when_attestation_fails(served_chat: Served) -> None:
         served_chat.policy_text,
     )
     client = openai.OpenAI(
-        base_url="http://testserver/v1",
+        base_url="http://127.0.0.1/v1",
         api_key="x",
         max_retries=0,
         http_client=_refusing_proxy(wrong_root, served_chat.url),
@@ -259,7 +288,7 @@ def test_proxy_refuses_when_attestation_fails(served_chat: Served) -> None:
         assert str(info.value.code).startswith("attestation.")
     # Unreachable upstream: refused locally as well (nothing to attest).
     gone = openai.OpenAI(
-        base_url="http://testserver/v1",
+        base_url="http://127.0.0.1/v1",
         api_key="x",
         max_retries=0,
         http_client=_refusing_proxy(served_chat.policy_text, f"http://127.0.0.1:{free_port()}"),
@@ -290,7 +319,12 @@ def test_canary_not_in_proxy_or_host_logs_or_host_memory(proxy: Proxy, served_ch
     assert not process_memory_contains(served_chat.proc.pid, canary.encode())
     # The proxy's log is events on the allow-list only.
     events = [json.loads(line) for line in proxy.logs().splitlines() if line.startswith("{")]
-    assert {e["event"] for e in events} <= {"proxy.started", "proxy.attested", "proxy.request"}
+    assert {e["event"] for e in events} <= {
+        "proxy.started",
+        "proxy.attested",
+        "proxy.request",
+        "proxy.refused",
+    }
     assert any(e["event"] == "proxy.request" and e.get("stream") for e in events)
 
 

@@ -90,7 +90,7 @@ def data_served(tmp_path_factory: pytest.TempPathFactory, provider: Provider) ->
     sha = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in TOKENS.items()}
     all_classes = ["PHI", "PCI", "PII", "CONFIDENTIAL"]
     doc["requesters"] = [
-        {"id": "dr-a", "tenant": "hosp-a", "clearance": all_classes, "actions": ["ingest", "query", "egress"],
+        {"id": "dr-a", "tenant": "hosp-a", "clearance": all_classes, "actions": ["ingest", "query", "egress", "reidentify"],  # noqa: E501
          "token_sha256": sha["a"]},
         {"id": "analyst-a", "tenant": "hosp-a", "clearance": [], "actions": ["query"], "token_sha256": sha["a_limited"]},  # noqa: E501
         {"id": "dr-b", "tenant": "hosp-b", "clearance": all_classes, "actions": ["ingest", "query"],

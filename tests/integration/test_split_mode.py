@@ -30,7 +30,9 @@ from tests.support import Served, free_port, start_served
 
 pytestmark = pytest.mark.slow
 
-TOKENS = {name: "tok-" + secrets.token_hex(16) for name in ("doctor", "analyst", "no_egress")}
+TOKENS = {
+    name: "tok-" + secrets.token_hex(16) for name in ("doctor", "analyst", "no_egress", "no_reidentify")
+}
 PATIENT = "Marguerite Okonkwo-Lindqvist"
 SSN = "219-44-7613"
 MRN = "00482913"
@@ -105,8 +107,9 @@ def split_served(tmp_path_factory: pytest.TempPathFactory, model_server: ModelSe
     doc["requesters"] = [
         {"id": rid, "tenant": "hosp-a", "clearance": clearance, "actions": actions, "token_sha256": sha[key]}
         for rid, key, clearance, actions in (
-            ("dr-a", "doctor", cleared, ["egress"]),
+            ("dr-a", "doctor", cleared, ["egress", "reidentify"]),
             ("analyst-a", "analyst", [], ["egress"]),
+            ("nurse-a", "no_reidentify", cleared, ["egress"]),
             ("clerk-a", "no_egress", cleared, ["query"]),
         )
     ]
@@ -224,6 +227,21 @@ def test_detected_identifiers_are_tokenized_without_declaration(
     assert PATIENT in out["choices"][0]["message"]["content"]
 
 
+def test_requester_without_reidentify_gets_tokens_not_values(
+    split_served: Served, model_server: ModelServer
+) -> None:
+    """Issue 15: cleared for the classes but not granted `reidentify`: the provider's echo stays tokens."""
+    status, out = _call(split_served, _question("c10"), TOKENS["no_reidentify"])
+    assert status == 200
+    answer = out["choices"][0]["message"]["content"]
+    for raw in RAW:
+        assert raw not in answer
+    assert "<PERSON_" in answer  # the echoed placeholders came back as placeholders
+    time.sleep(0.2)
+    events = [json.loads(x) for x in split_served.logs().splitlines() if x.startswith("{")]
+    assert any(e["event"] == "enclave.split" and e.get("reidentify_refused", 0) > 0 for e in events)
+
+
 def test_requester_without_clearance_gets_no_identifiers(split_served: Served) -> None:
     status, out = _call(split_served, _question("c3"), TOKENS["analyst"])
     assert status == 200
@@ -246,6 +264,33 @@ def test_refusals(split_served: Served, model_server: ModelServer) -> None:
     status, out = _call(split_served, {**_question(), "temperature": 9}, TOKENS["doctor"])
     assert status == 400 and PATIENT not in json.dumps(out)
     assert len(model_server.bodies) == before  # nothing refused reached the model server
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        {
+            "type": ["PERSON"],
+            "value": PATIENT,
+        },  # the issue's case: a bare TypeError became enclave.unavailable
+        {"type": {"x": 1}, "value": PATIENT},
+        {"type": "PERSON", "value": [PATIENT]},
+        {"type": None, "value": PATIENT},
+    ],
+)
+def test_wrong_identifier_type_is_a_typed_400_not_unavailable(
+    split_served: Served, model_server: ModelServer, identifier: dict[str, Any]
+) -> None:
+    before = len(model_server.bodies)
+    status, out = _call(split_served, {**_question("c9"), "identifiers": [identifier]}, TOKENS["doctor"])
+    assert status == 400 and out["code"] == "request.invalid"
+    assert PATIENT not in json.dumps(out)
+    assert len(model_server.bodies) == before
+    # the enclave kept serving (no restart, no re-attestation needed) and nothing went to a log as text
+    status, _ = _call(split_served, _question("c9"), TOKENS["doctor"])
+    assert status == 200
+    logs = split_served.logs()
+    assert "Traceback" not in logs and "TypeError" not in logs and PATIENT not in logs
 
 
 def test_host_logs_hold_no_identifiers(split_served: Served) -> None:

@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
 
 
 def proxy(
+    *,
     upstream: Annotated[str, typer.Option(help="Host URL of the enclave (its /v1/attestation and gateway)")],
     policy: Annotated[Path, typer.Option(help="Policy the enclave's attestation must satisfy")],
     listen: Annotated[str, typer.Option(help="host:port to serve the OpenAI-compatible API on")] = (
@@ -34,6 +35,13 @@ def proxy(
         Path | None, typer.Option(help="Keep every verified receipt (and the attestation bundle) here")
     ] = None,
     reattest_after: Annotated[float, typer.Option(help="Re-attest when the evidence is older (s)")] = 300.0,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="Require 'Authorization: Bearer <token>' with the token in this file (not argv)"),
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None, typer.Option(help="A browser origin allowed to call the proxy (repeatable)")
+    ] = None,
 ) -> None:
     """Serve a plain OpenAI API on localhost; attest the enclave, then seal every request to it."""
     from enclavia.client.proxy import AttestingProxy, serve_proxy
@@ -41,9 +49,19 @@ def proxy(
 
     elog.configure("proxy")
     try:
-        p = AttestingProxy(upstream, policy, receipts_dir=receipts_dir, reattest_after_s=reattest_after)
+        token = token_file.read_text(encoding="utf-8").strip() if token_file is not None else None
+        if token == "":
+            raise OSError("empty token file")
+        p = AttestingProxy(
+            upstream,
+            policy,
+            receipts_dir=receipts_dir,
+            reattest_after_s=reattest_after,
+            token=token,
+            allowed_origins=frozenset(allow_origin or ()),
+        )
     except (OSError, EnclaviaError):
-        typer.echo("policy file unreadable or invalid", err=True)
+        typer.echo("policy or token file unreadable or invalid", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     serve_proxy(p, listen)
 

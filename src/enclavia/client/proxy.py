@@ -15,6 +15,12 @@ official ``openai`` package with ``base_url``) talk to an enclave unchanged:
   ``receipts_dir``, keeps it (with the attestation bundle it was verified against) for ``enclavia receipt
   verify``. Non-streamed responses also return it in the ``x-enclavia-receipt`` header.
 
+Only local software can use it (DNS rebinding and cross-site requests from a web page are refused before
+anything is read or forwarded, see :class:`LocalOnly`): the Host header must name a loopback address, a
+request carrying an ``Origin`` header is refused unless that origin was allowed explicitly, a POST must be
+``application/json``, and with ``token`` set every request needs ``Authorization: Bearer <token>`` (the
+``api_key`` of an OpenAI client). No CORS headers are ever sent.
+
 The proxy logs only content-free events (``proxy.*`` in enclavia.observability.logging).
 """
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hmac
 import json
 import struct
 import threading
@@ -34,6 +41,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from enclavia.attestation.receipt import Receipt, encode_receipt
 from enclavia.client.sdk import Client
@@ -43,7 +51,9 @@ from enclavia.errors import (
     AttestationError,
     BadRequestError,
     EnclaviaError,
+    NotLocalError,
     PolicyError,
+    UnauthenticatedError,
     error_for_code,
 )
 from enclavia.observability.logging import get_logger
@@ -84,8 +94,12 @@ class AttestingProxy:
         receipts_dir: Path | None = None,
         reattest_after_s: float = 300.0,
         timeout: float = 120.0,
+        token: str | None = None,
+        allowed_origins: frozenset[str] = frozenset(),
     ) -> None:
         self.client = Client(upstream, policy, receipts=True, timeout=timeout)
+        self.token = token
+        self.allowed_origins = allowed_origins
         self.receipts_dir = receipts_dir
         self.reattest_after_s = reattest_after_s
         self._lock = threading.Lock()
@@ -231,7 +245,7 @@ class AttestingProxy:
 
     # -- the local API -------------------------------------------------------------------------
 
-    def app(self) -> Starlette:
+    def app(self) -> ASGIApp:
         def models(_: Request) -> Response:
             return self.forward("models", "GET", "/v1/models", None)
 
@@ -262,7 +276,7 @@ class AttestingProxy:
         async def health(_: Request) -> Response:
             return JSONResponse({"status": "ok", "attested": self._attested is not None})
 
-        return Starlette(
+        app = Starlette(
             routes=[
                 Route("/v1/models", models, methods=["GET"]),
                 Route("/v1/chat/completions", chat, methods=["POST"]),
@@ -270,9 +284,70 @@ class AttestingProxy:
                 Route("/healthz", health, methods=["GET"]),
             ]
         )
+        return LocalOnly(app, token=self.token, allowed_origins=self.allowed_origins)
 
     def close(self) -> None:
         self.client.close()
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+class LocalOnly:
+    """ASGI guard in front of the proxy's routes: every check runs on the headers alone, before the body is
+    read or anything is forwarded, and a refusal is an OpenAI-shaped error with a stable code.
+
+    1. ``Host`` names a loopback address (``localhost``, ``127.0.0.1``, ``[::1]``, any port): a page that
+       rebinds its own DNS name to 127.0.0.1 still sends its own name here.
+    2. No ``Origin`` header, or one listed in ``allowed_origins`` (empty by default): browsers send Origin on
+       cross-origin and on every POST, local tools and SDKs do not. No CORS headers are sent, so a browser
+       never lets a page read an answer either.
+    3. With ``token``: ``Authorization: Bearer <token>``, compared in constant time.
+    4. A POST has ``Content-Type: application/json`` (a page can send ``text/plain`` without a preflight).
+    """
+
+    def __init__(self, app: ASGIApp, *, token: str | None, allowed_origins: frozenset[str]) -> None:
+        self.app, self.token, self.allowed_origins = app, token, allowed_origins
+        self.log = get_logger()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refusal(scope)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        reason, err = refusal
+        self.log.info("proxy.refused", reason=reason, error_code=err.code)
+        await openai_error(err)(scope, receive, send)
+
+    def refusal(self, scope: Scope) -> tuple[str, type[EnclaviaError]] | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if _host_name(headers.get("host", "")) not in LOOPBACK_HOSTS:
+            return "host", NotLocalError
+        origin = headers.get("origin")
+        if origin is not None and origin not in self.allowed_origins:
+            return "origin", NotLocalError
+        if self.token is not None and not _bearer_matches(headers.get("authorization", ""), self.token):
+            return "token", UnauthenticatedError
+        media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if scope["method"] == "POST" and media != "application/json":
+            return "content_type", BadRequestError
+        return None
+
+
+def _host_name(host: str) -> str:
+    """The Host header without its port (``[::1]:8080`` -> ``[::1]``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else ""
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def _bearer_matches(header: str, token: str) -> bool:
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
 
 
 async def _in_thread(fn: Any, *args: Any) -> Response:

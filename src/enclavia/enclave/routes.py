@@ -13,6 +13,7 @@ from enclavia.enclave.streaming import StreamedResponse
 from enclavia.errors import (
     BadRequestError,
     EnclaviaError,
+    InternalError,
     MemoryExhaustedError,
     NotFoundError,
     PayloadTooLargeError,
@@ -65,6 +66,10 @@ class InnerApp:
             # fails with a stable code; the process and other requests carry on.
             resp = _problem_response(MemoryExhaustedError())
             outcome, code = "error", MemoryExhaustedError.code
+        except Exception:  # noqa: BLE001 - last resort: a bug must not cross the socket untyped
+            # Its text can hold request data: only the stable code is answered, logged and counted.
+            resp = _problem_response(InternalError())
+            outcome, code = "error", InternalError.code
         tenant = current_tenant.get()
         current_tenant.reset(tenant_token)
         if self.usage is not None and tenant is not None:
@@ -97,6 +102,8 @@ class InnerApp:
             streamed = open_chat(self.chat, _json_body(req))
         except EnclaviaError as err:
             return self._logged(req, _problem_response(err), err.code)
+        except Exception:  # noqa: BLE001 - as in handle(): typed, code only
+            return self._logged(req, _problem_response(InternalError()), InternalError.code)
 
         def done(sent: int, elapsed: float, code: str | None) -> None:
             outcome = "ok" if code is None else "error"

@@ -76,6 +76,7 @@ def parse_identifiers(raw: Any) -> list[tuple[str, str]]:
         if (
             not isinstance(item, dict)
             or set(item) != {"type", "value"}
+            or not isinstance(item["type"], str)  # a list here is unhashable: check the type first
             or item["type"] not in ENTITY_TYPES
             or not isinstance(item["value"], str)
             or not 3 <= len(item["value"].strip()) <= 256
@@ -152,6 +153,7 @@ def split_chat(
             provider=label,
             outcome="ok",
             tokens_out=reply["tokens_out"],
+            reidentify_refused=reply.get("reidentify_refused", 0),
             duration_ms=round((time.perf_counter() - start) * 1000, 3),
         )
     usage = dict(reply.get("usage") or {})

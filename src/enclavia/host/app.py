@@ -12,12 +12,14 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enclavia import channel
 from enclavia.errors import (
     BadRequestError,
     EnclaveUnavailableError,
     EnclaviaError,
+    InternalError,
     NotFoundError,
     PayloadTooLargeError,
 )
@@ -59,6 +61,34 @@ class HostState:
     attest_bucket: TokenBucket
     kbs: KbsRelay | None = None  # key-broker relay (enclavia serve --broker URL)
     services: HostServices | None = None  # ciphertext blob store + egress relay for the enclave
+
+
+class TypedErrors:
+    """Innermost-but-one ASGI layer: an unexpected exception becomes a typed ``enclave.internal`` problem
+    (or, once a streamed answer has started, a closed stream) and a ``host.internal_error`` event with the
+    code only. Nothing reaches Starlette's error middleware or uvicorn, which would print a traceback whose
+    text could hold request bytes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:  # noqa: BLE001 - last resort; the text is dropped on purpose
+            get_logger().info("host.internal_error", error_code=InternalError.code, started=started)
+            if not started:
+                await _problem(InternalError, "")(scope, receive, send)
 
 
 def _problem(err: EnclaviaError | type[EnclaviaError], traceparent: str) -> Response:
@@ -171,6 +201,7 @@ def create_app(state: HostState) -> FastAPI:
     app = FastAPI(
         title="enclavia host", lifespan=_lifespan(state), docs_url=None, redoc_url=None, openapi_url=None
     )
+    app.add_middleware(TypedErrors)
     log = get_logger()
 
     async def relay(route: str, kind: channel.Kind, body: bytes, request: Request, media: str) -> Response:

@@ -24,6 +24,7 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "host.enclave_exited": frozenset({"returncode", "restarts"}),
     "host.enclave_unreachable": frozenset({"route", "error_code"}),
     "host.rate_limited": frozenset({"route"}),
+    "host.internal_error": frozenset({"error_code", "started"}),
     "host.egress": frozenset({"outcome", "status", "bytes_out", "bytes_in"}),
     "enclave.starting": frozenset({"tee", "suite"}),
     "enclave.hardening": frozenset({"dumpable", "netns", "reason"}),
@@ -36,7 +37,9 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "enclave.stopping": frozenset({"signal"}),
     "enclave.memory": frozenset({"mechanism", "limit_bytes", "reason", "need_bytes", "baseline_bytes"}),
     "enclave.refused": frozenset({"error_code", "detail", "need_bytes", "limit_bytes"}),
-    "enclave.split": frozenset({"provider", "outcome", "error_code", "tokens_out", "duration_ms"}),
+    "enclave.split": frozenset(
+        {"provider", "outcome", "error_code", "tokens_out", "reidentify_refused", "duration_ms"}
+    ),
     "client.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision"}),
     "client.attestation_failed": frozenset({"error_code"}),
     "client.retry": frozenset({"reason"}),
@@ -44,6 +47,7 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     "proxy.started": frozenset({"listen", "upstream"}),
     "proxy.attested": frozenset({"tee", "measurement", "policy_id", "policy_revision", "key_id"}),
     "proxy.attestation_failed": frozenset({"error_code"}),
+    "proxy.refused": frozenset({"reason", "error_code"}),
     "proxy.request": frozenset(
         {"route", "status", "outcome", "error_code", "stream", "bytes_in", "bytes_out", "duration_ms"}
     ),

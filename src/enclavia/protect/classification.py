@@ -96,6 +96,12 @@ class Classification:
         """Class of a request field (``documents[].text``); unlisted fields are CONFIDENTIAL."""
         return self.routes.get(route, {}).get(path, "CONFIDENTIAL")
 
+    def may_reidentify(self, requester: Requester, entity_type: str) -> bool:
+        """The one re-identification decision: the requester's entry grants the ``reidentify`` action and
+        clearance for the token's class. The scope (requester, conversation) is enforced by the caller's
+        TokenScope: a token minted elsewhere has no value there."""
+        return "reidentify" in requester.actions and self.class_of(entity_type) in requester.clearance
+
     def egress_target(self, name: str) -> EgressTarget:
         for target in self.egress:
             if target.name == name:

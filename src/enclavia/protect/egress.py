@@ -133,13 +133,22 @@ class EgressGuard:
             raw_usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
         except (ValueError, KeyError, IndexError, TypeError):
             raise EgressFailedError() from None
-        answer = Tokenizer.reidentify(scope, content)
+        refused = 0
+
+        def allowed(etype: str) -> bool:
+            nonlocal refused
+            ok = self.classification.may_reidentify(requester, etype)
+            refused += not ok
+            return ok
+
+        answer = Tokenizer.reidentify(scope, content, allowed)
         answer = self.scrub_for(requester, answer, scope, session)
         return {
             "content": answer,
             "model": target.model,
             "tokens_out": sum(c["content"].count("<") for c in sent),
             "finish_reason": finish if finish in {"stop", "length"} else "stop",
+            "reidentify_refused": refused,  # tokens left as tokens by the decision (counted, logged)
             "usage": {
                 k: v
                 for k, v in raw_usage.items()

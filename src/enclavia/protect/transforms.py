@@ -133,10 +133,13 @@ class Tokenizer:
         return _replace(text, spans, lambda s, v: scope.token_for(s.type, v))
 
     @staticmethod
-    def reidentify(scope: TokenScope, text: str) -> str:
-        """Replace tokens this scope issued by their values; any other token stays as it is."""
+    def reidentify(scope: TokenScope, text: str, allowed: Callable[[str], bool] = lambda _: False) -> str:
+        """Replace tokens this scope issued by their values, for entity types ``allowed`` grants (the
+        requester's decision, Classification.may_reidentify; none by default); any other token stays."""
 
         def sub(m: re.Match[str]) -> str:
+            if not allowed(m.group(1)):
+                return m.group(0)
             value = scope.value_for(m.group(0))
             return m.group(0) if value is None else value
 

@@ -24,8 +24,8 @@ def _classification(pci_egress: str = "redact"):  # type: ignore[no-untyped-def]
     return parse_classification(yaml.safe_dump(doc))
 
 
-REQ = Requester("dr", "t", frozenset({"PHI", "PII", "PCI", "CONFIDENTIAL", "PUBLIC"}), frozenset({"egress"}),
-                hashlib.sha256(b"x").hexdigest())  # fmt: skip
+REQ = Requester("dr", "t", frozenset({"PHI", "PII", "PCI", "CONFIDENTIAL", "PUBLIC"}),
+                frozenset({"egress", "reidentify"}), hashlib.sha256(b"x").hexdigest())  # fmt: skip
 
 
 def test_prompt_full_of_pii_leaves_tokenized(detector: Detector) -> None:

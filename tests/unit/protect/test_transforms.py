@@ -26,14 +26,14 @@ def test_tokens_consistent_within_a_conversation_and_reidentified_only_there() -
     scope = tok.scope("t1", "dr-a", "conv-1")
     out = Tokenizer.tokenize(scope, TEXT, SPANS)
     assert out == "<PERSON_1> paid with <CREDIT_CARD_1> and <PERSON_1> called."
-    assert Tokenizer.reidentify(scope, out) == TEXT
+    assert Tokenizer.reidentify(scope, out, lambda _: True) == TEXT
     # Another conversation, requester or tenant: different key, empty vault, tokens stay tokens.
     for other in (
         tok.scope("t1", "dr-a", "conv-2"),
         tok.scope("t1", "dr-b", "conv-1"),
         tok.scope("t2", "dr-a", "conv-1"),
     ):
-        assert Tokenizer.reidentify(other, out) == out
+        assert Tokenizer.reidentify(other, out, lambda _: True) == out
     # Numbering follows first appearance; a new value gets the next number.
     assert scope.token_for("PERSON", "John Doe") == "<PERSON_2>"
     assert scope.token_for("PERSON", "Jane Roe") == "<PERSON_1>"
