@@ -65,10 +65,15 @@ evidence bytes into an exception's arguments.
     │   ├── AdminUnauthorizedError         admin API token missing or wrong
     │   ├── SecretPathInvalidError         traversal, bad characters
     │   ├── ReleaseDeniedError             policy refused this secret to this enclave
+    │   ├── BrokerRateLimitedError         too many challenges / failed admin logins from one source: 429
     │   └── StoreUnavailableError          database or key store down: 503
+    │       └── StoreTamperedError         a stored record fails its signature or key-store AAD check
+    │           ├── PolicyChainBrokenError policy revision unsigned, edited, out of chain or rolled back
+    │           └── LedgerBehindWitnessError the ledger no longer reaches a checkpoint published outside
     ├── AuditError
     │   ├── AuditWriteError                append failed: the action it records fails too
     │   └── AuditVerificationError         chain broken: edited, deleted or reordered records
+    │       └── LedgerBehindCheckpointError an external checkpoint is beyond or off the ledger (truncation)
     ├── TransparencyLogError
     │   ├── InclusionProofError            leaf not in the tree the signed head commits to
     │   ├── ConsistencyProofError          new head does not extend the last one seen (fork, rollback)
@@ -441,10 +446,31 @@ class ReleaseDeniedError(BrokerError):
     title = "Release denied by policy"
 
 
+class BrokerRateLimitedError(BrokerError):
+    code = "broker.rate_limited"
+    status = 429
+    title = "Too many requests from this source"
+
+
 class StoreUnavailableError(BrokerError):
     code = "broker.store_unavailable"
     status = 503
     title = "Store unavailable"
+
+
+class StoreTamperedError(StoreUnavailableError):
+    code = "broker.store_tampered"
+    title = "Stored record failed its integrity check"
+
+
+class PolicyChainBrokenError(StoreTamperedError):
+    code = "broker.policy_chain_broken"
+    title = "Policy signature chain broken"
+
+
+class LedgerBehindWitnessError(StoreTamperedError):
+    code = "broker.ledger_behind_witness"
+    title = "Audit ledger is behind a published checkpoint"
 
 
 # --- audit and transparency ---------------------------------------------------------------------
@@ -464,6 +490,11 @@ class AuditWriteError(AuditError):
 class AuditVerificationError(AuditError):
     code = "audit.verification_failed"
     title = "Audit ledger does not verify"
+
+
+class LedgerBehindCheckpointError(AuditVerificationError):
+    code = "audit.behind_checkpoint"
+    title = "Audit ledger does not reach an external checkpoint"
 
 
 class TransparencyLogError(EnclaviaError):

@@ -62,11 +62,13 @@ def test_full_release_is_sealed_to_the_attested_key_and_audited(harness: Harness
         "policy_id",
         "policy_revision",
         "key_config_digest",
+        "claims",
         "iat",
         "exp",
         "jti",
         "aud",
     }
+    assert claims["claims"]["reference"] == "good-build" and claims["claims"]["tee"] == "simulated"
     assert claims["exp"] - claims["iat"] == 60
     assert claims["key_config_digest"] == hashlib.sha256(h.enclave.key_config).hexdigest()
     out = h.service.release("models/m1", "Bearer " + att["token"])
