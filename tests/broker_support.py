@@ -166,19 +166,25 @@ class Harness:
 
 
 def make_harness(
-    db_url: str, tmp_path: Path, *, checkpoint_every: int = 8, secrets_yaml: str = ALLOW_MODELS
+    db_url: str,
+    tmp_path: Path,
+    *,
+    checkpoint_every: int = 8,
+    secrets_yaml: str = ALLOW_MODELS,
+    **config: Any,
 ) -> Harness:
     platform = SigningKey.generate()
     enclave = make_enclave(platform)
     clock = Clock()
-    config = BrokerConfig(
+    broker_config = BrokerConfig(
         db_url=db_url,
         keystore=f"file:{tmp_path / 'root.key'}",
         admin_token=ADMIN_TOKEN,
         checkpoint_every=checkpoint_every,
         bootstrap_policy=policy_text(platform, enclave.manifest_digest, secrets_yaml=secrets_yaml),
+        **config,
     )
-    service = BrokerService(config, clock=clock, keystore=FileKeyStore(tmp_path / "root.key"))
+    service = BrokerService(broker_config, clock=clock, keystore=FileKeyStore(tmp_path / "root.key"))
     assert service.start()
     return Harness(service=service, clock=clock, platform=platform, enclave=enclave, db_url=db_url)
 

@@ -438,6 +438,7 @@ class VerifyReport:
 
 
 DECISIONS: Final = frozenset({"attest", "release"})
+POLICY_CHANGES: Final = frozenset({"policy.update", "policy.adopt"})
 
 
 def _signed_policies(conn: Connection, public_key: bytes) -> dict[str, int]:
@@ -458,6 +459,8 @@ class _PolicyWalk:
     signed: Mapping[str, int]
     last_update: int = 0
     signed_era: bool = False
+    # Seqs of signed policy changes: each was checkpointed in its own transaction, so each must have one.
+    policy_changes: list[int] = dataclasses.field(default_factory=list)
 
     def check(self, record: AuditRecord) -> None:
         digest, revision = record.policy_digest, record.policy_revision
@@ -465,10 +468,14 @@ class _PolicyWalk:
             self.signed_era = True
             if self.signed.get(digest) != revision:
                 raise AuditVerificationError(f"record at seq {record.seq} names an unsigned policy revision")
-        if record.action == "policy.update" and record.outcome == "ok":
-            if revision is None or revision <= self.last_update:
+        if record.action in POLICY_CHANGES and record.outcome == "ok":
+            # An update moves to a higher revision; the one-time adoption signs the revision in force.
+            floor = self.last_update + (1 if record.action == "policy.update" else 0)
+            if revision is None or revision < floor:
                 raise AuditVerificationError(f"policy revision went backwards at seq {record.seq}")
             self.last_update = revision
+            if digest is not None:
+                self.policy_changes.append(record.seq)
         if (
             self.signed_era
             and record.action in DECISIONS
@@ -565,6 +572,10 @@ def verify_ledger(
         cp.verify(public_key)
         if cp.seq not in hashes_at or not hmac.compare_digest(hashes_at[cp.seq], cp.head_hash):
             raise AuditVerificationError(f"checkpoint at seq {cp.seq} does not match the chain")
+    have = {cp.seq for cp in checkpoints}
+    for seq in walk.policy_changes:
+        if seq not in have:
+            raise AuditVerificationError(f"checkpoint missing at the policy change at seq {seq}")
     _check_cadence(checkpoints, count, checkpoint_every)
     return VerifyReport(
         records=count,

@@ -115,6 +115,7 @@ class BrokerConfig:
     challenge_ttl_s: int = 60
     checkpoint_every: int = 256
     witnesses: tuple[str, ...] = ()  # file:PATH or http(s) URLs each checkpoint is published to
+    metrics_token: str | None = None  # bearer token /metrics requires (None: open, e.g. a sidecar scrape)
     bootstrap_policy: str | None = None  # YAML applied at start when the store has no policy yet
     threads: int = 8  # blocking work in flight per process (more threads only queue on the GIL and locks)
 
@@ -254,7 +255,8 @@ class BrokerService:
         self._last_init_attempt = 0.0
         self._init_error: StoreUnavailableError | None = None
         self._guard: PolicyGuard | None = None
-        self._witnesses = Witnesses(config.witnesses, lambda: self.public_key, self._witness_result)
+        self._signing_public = b""  # set once the key is loaded (witnesses publish during start-up too)
+        self._witnesses = Witnesses(config.witnesses, lambda: self._signing_public, self._witness_result)
         self.store.on_commit = self._witnesses.publish
         self._challenge_count = 0
 
@@ -297,6 +299,7 @@ class BrokerService:
         signing_seed = self._key(keystore, "signing", _new_signing)
         audit_key = self._key(keystore, "audit", lambda: (secrets.token_bytes(32), None))
         signing_key = SigningKey.from_private_bytes(signing_seed)
+        self._signing_public = signing_key.public_bytes
         ledger = Ledger(
             audit_key, signing_key, checkpoint_every=self.config.checkpoint_every, clock=self.clock
         )
@@ -799,6 +802,13 @@ class BrokerService:
 
     # -- admin -----------------------------------------------------------------------------------
 
+    def metrics_authorized(self, authorization: str | None) -> bool:
+        expected = self.config.metrics_token
+        if not expected:
+            return True
+        presented = (authorization or "").removeprefix("Bearer ")
+        return hmac.compare_digest(presented.encode(), expected.encode())
+
     def check_admin(self, authorization: str | None) -> None:
         expected = self.config.admin_token
         presented = (
@@ -1154,7 +1164,10 @@ def create_app(service: BrokerService) -> FastAPI:  # noqa: PLR0915 - one closur
         return await call("health", service.health)
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        # Ledger height, policy revision and denial counts are reconnaissance: production requires a token.
+        if not service.metrics_authorized(request.headers.get("authorization")):
+            return problem(AdminUnauthorizedError)
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- admin (bearer admin token, constant-time compare) --------------------------------------

@@ -60,6 +60,8 @@ class FileWitness:
 
     def last(self, public_key: bytes) -> Checkpoint | None:
         """The highest checkpoint in the file that verifies under ``public_key`` (others are ignored)."""
+        if not self.path.exists():
+            return None  # nothing published yet
         return max(read_checkpoints(self.path, public_key, strict=False), key=lambda c: c.seq, default=None)
 
 
