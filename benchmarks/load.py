@@ -148,6 +148,7 @@ def start(home: Path, embeddings: bool) -> World:
         home / "broker",
         f"sqlite:///{home / 'broker' / 'broker.db'}",
         policy_text(platform, measurement, secrets_yaml=RULES),
+        extra=("--challenge-rate", "1000000", "--challenge-burst", "1000000"),  # one source: the load client
     )
     r = httpx.post(
         broker.url + "/kbs/v1/admin/secrets/models/load",

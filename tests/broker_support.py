@@ -246,6 +246,7 @@ def start_broker(
     port: int | None = None,
     wait: bool = True,
     keystore: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> BrokerProc:
     import subprocess
     import sys
@@ -272,6 +273,7 @@ def start_broker(
         f"127.0.0.1:{port}",
         "--checkpoint-every",
         "16",
+        *extra,
     ]
     if policy is not None:
         (home / "broker-policy.yaml").write_text(policy)

@@ -290,13 +290,14 @@ class Ledger:
         policy_digest: str | None = None,
         count: int | None = None,
         policy_checkpoint: tuple[int, str] | None = None,
+        checkpoint: bool = False,
     ) -> AuditRecord:
         """Append one record in ``conn``'s transaction. Any failure is ``AuditWriteError``.
 
         ``also_insert``: a row written in the same statement (PostgreSQL) or just before (SQLite), so the
         decision and its record cost one round trip while the ledger head is locked. ``policy_checkpoint``:
         sign a checkpoint of this record now, with that (revision, digest) as the policy high-water mark
-        (after a policy update), not only at the cadence.
+        (after a policy update), not only at the cadence; ``checkpoint``: the same with the current state.
         """
         time_s = iso_ms(self._clock())
         refs = {name: self.ref(name, value) for name, value in sorted((ids or {}).items())}
@@ -374,7 +375,7 @@ class Ledger:
                     },
                 )
                 conn.execute(_HEAD_SET, {"hash": digest})
-            if policy_checkpoint is not None or record.seq % self.checkpoint_every == 0:
+            if checkpoint or policy_checkpoint is not None or record.seq % self.checkpoint_every == 0:
                 self._insert_checkpoint(conn, record.seq, digest, policy_checkpoint)
         except EnclaviaError:
             raise
@@ -509,9 +510,7 @@ def _check_cadence(checkpoints: Sequence[Checkpoint], head_seq: int, every: int 
                 raise AuditVerificationError(f"policy revision went backwards at checkpoint {cp.seq}")
             floor = cp.policy_revision
         prev = cp
-    if head_seq - (prev.seq if prev else 0) >= ((prev.every if prev else None) or default) + (
-        0 if prev is None or prev.every in (None, default) else default
-    ):
+    if head_seq - (prev.seq if prev else 0) >= ((prev.every if prev else None) or default):
         raise AuditVerificationError(f"checkpoint missing after seq {prev.seq if prev else 0}")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -61,6 +62,7 @@ from enclavia.broker.store import (
     policy_head,
     secret_versions,
 )
+from enclavia.broker.surface import Aggregates, SourceLimiter, source_of
 from enclavia.broker.verify import AttestedEnclave, parse, verify_presented_bundle
 from enclavia.broker.witness import Witnesses
 from enclavia.crypto import aead
@@ -69,7 +71,9 @@ from enclavia.crypto.signing import SigningKey
 from enclavia.errors import (
     AdminUnauthorizedError,
     AuditVerificationError,
+    AuditWriteError,
     BadRequestError,
+    BrokerRateLimitedError,
     CryptoError,
     DecryptionError,
     EnclaviaError,
@@ -116,6 +120,11 @@ class BrokerConfig:
     checkpoint_every: int = 256
     witnesses: tuple[str, ...] = ()  # file:PATH or http(s) URLs each checkpoint is published to
     metrics_token: str | None = None  # bearer token /metrics requires (None: open, e.g. a sidecar scrape)
+    challenge_rate: float = 5.0  # challenges per second per source (broker.surface)
+    challenge_burst: float = 50.0
+    admin_fail_rate: float = 0.2  # failed admin authentications per second per source
+    admin_fail_burst: float = 10.0
+    aggregate_every_s: float = 60.0  # ledger aggregate window for challenges and failed admin logins
     bootstrap_policy: str | None = None  # YAML applied at start when the store has no policy yet
     threads: int = 8  # blocking work in flight per process (more threads only queue on the GIL and locks)
 
@@ -255,6 +264,9 @@ class BrokerService:
         self._last_init_attempt = 0.0
         self._init_error: StoreUnavailableError | None = None
         self._guard: PolicyGuard | None = None
+        self._aggregates = Aggregates(config.aggregate_every_s, time.monotonic)
+        self._challenge_limit = SourceLimiter(config.challenge_rate, config.challenge_burst, time.monotonic)
+        self._admin_limit = SourceLimiter(config.admin_fail_rate, config.admin_fail_burst, time.monotonic)
         self._signing_public = b""  # set once the key is loaded (witnesses publish during start-up too)
         self._witnesses = Witnesses(config.witnesses, lambda: self._signing_public, self._witness_result)
         self.store.on_commit = self._witnesses.publish
@@ -514,25 +526,50 @@ class BrokerService:
 
     # -- protocol --------------------------------------------------------------------------------
 
-    def challenge(self) -> dict[str, Any]:
-        rt = self._ready()
+    def challenge(self, source: str = "local") -> dict[str, Any]:
+        """A single-use nonce. Anonymous: limited per source, and counted in the ledger's periodic
+        aggregate instead of one record each (broker.surface)."""
+        self._ready()
+        self.flush_aggregates()
+        if not self._challenge_limit.allow(source):
+            self._count_surface("challenge", "denied", BrokerRateLimitedError.code)
+            raise BrokerRateLimitedError()
         now = self.clock()
         nonce = secrets.token_bytes(NONCE_LEN)
         expires = now + self.config.challenge_ttl_s
         with self.store.transaction(durable=False) as conn:
-            rt.ledger.append(
-                conn,
-                action="challenge",
-                outcome="ok",
-                code="ok",
-                ids={"nonce": nonce},
-                also_insert=(challenges, {"nonce": nonce.hex(), "expires_at_ms": int(expires * 1000)}),
-            )
+            conn.execute(insert(challenges).values(nonce=nonce.hex(), expires_at_ms=int(expires * 1000)))
             self._challenge_count += 1
             if self._challenge_count % PURGE_EVERY == 0:
                 self._purge(conn, now)
-        self._record("challenge", "ok", "ok")
+        self._count_surface("challenge", "ok", "ok")
         return {"nonce": nonce.hex(), "expires_at": iso_ms(expires)}
+
+    def _count_surface(self, action: str, outcome: str, code: str) -> None:
+        self._aggregates.add(action, outcome, code)
+        self._record(action, outcome, code)
+
+    def flush_aggregates(self, *, force: bool = False) -> int:
+        """Write the finished window's counts as aggregate records, then a signed checkpoint."""
+        items = self._aggregates.take_due(force=force)
+        if not items:
+            return 0
+        rt = self._ready()
+        try:
+            with self.store.transaction() as conn:
+                for i, ((action, outcome, code), n) in enumerate(items):
+                    rt.ledger.append(
+                        conn,
+                        action=action,
+                        outcome=outcome,
+                        code=code,
+                        count=n,
+                        checkpoint=i == len(items) - 1,
+                    )
+        except (StoreUnavailableError, AuditWriteError):
+            self._aggregates.put_back(items)
+            raise
+        return len(items)
 
     def _purge(self, conn: Connection, now: float) -> None:
         cutoff = int(now * 1000)
@@ -809,19 +846,22 @@ class BrokerService:
         presented = (authorization or "").removeprefix("Bearer ")
         return hmac.compare_digest(presented.encode(), expected.encode())
 
-    def check_admin(self, authorization: str | None) -> None:
+    def check_admin(self, authorization: str | None, source: str = "local") -> None:
+        """Constant-time compare of the admin token. Failures are limited per source (a source out of
+        tokens is refused before its attempt is compared) and aggregated in the ledger."""
+        self._ready()
+        self.flush_aggregates()
+        if self._admin_limit.blocked(source):
+            self._count_surface("admin.auth", "denied", BrokerRateLimitedError.code)
+            raise BrokerRateLimitedError()
         expected = self.config.admin_token
         presented = (
             authorization[len("Bearer ") :] if authorization and authorization.startswith("Bearer ") else ""
         )
         ok = bool(expected) and hmac.compare_digest(presented.encode(), (expected or "").encode())
         if not ok:
-            rt = self._ready()
-            with self.store.transaction() as conn:
-                rt.ledger.append(
-                    conn, action="admin.auth", outcome="denied", code=AdminUnauthorizedError.code
-                )
-            self._record("admin.auth", "denied", AdminUnauthorizedError.code)
+            self._admin_limit.allow(source)  # only failures take a token
+            self._count_surface("admin.auth", "denied", AdminUnauthorizedError.code)
             raise AdminUnauthorizedError()
 
     def put_secret(self, path: str, value: bytes, *, rotate: bool) -> dict[str, Any]:
@@ -1038,6 +1078,9 @@ class BrokerService:
         return {"status": "ok"}
 
     def close(self) -> None:
+        if self._runtime is not None:
+            with contextlib.suppress(EnclaviaError):
+                self.flush_aggregates(force=True)
         if self._keystore is not None:
             self._keystore.close()
         self.store.dispose()
@@ -1131,11 +1174,11 @@ def create_app(service: BrokerService) -> FastAPI:  # noqa: PLR0915 - one closur
         return bytes(data)
 
     async def admin(request: Request) -> None:
-        await run_in_threadpool(service.check_admin, request.headers.get("authorization"))
+        await run_in_threadpool(service.check_admin, request.headers.get("authorization"), source_of(request))
 
     @app.post("/kbs/v1/challenge")
-    async def challenge() -> Response:
-        return await call("challenge", service.challenge)
+    async def challenge(request: Request) -> Response:
+        return await call("challenge", service.challenge, source_of(request))
 
     @app.post("/kbs/v1/attest")
     async def attest(request: Request) -> Response:

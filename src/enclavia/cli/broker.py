@@ -80,6 +80,10 @@ def broker_serve(  # noqa: PLR0917 - typer maps every option to a parameter
         list[str] | None,
         typer.Option(help="Publish each checkpoint to file:PATH or an http(s) URL (repeatable)"),
     ] = None,
+    challenge_rate: Annotated[
+        float, typer.Option(help="Challenges per second per source (burst: --challenge-burst)")
+    ] = 5.0,
+    challenge_burst: Annotated[float, typer.Option(help="Challenges a source may ask for at once")] = 50.0,
     metrics_token_file: Annotated[
         Path | None, typer.Option(help="Require this bearer token on /metrics (file holding it)")
     ] = None,
@@ -95,6 +99,8 @@ def broker_serve(  # noqa: PLR0917 - typer maps every option to a parameter
         "ENCLAVIA_BROKER_CHECKPOINT_EVERY": str(checkpoint_every),
         "ENCLAVIA_BROKER_THREADS": str(threads),
         "ENCLAVIA_BROKER_WITNESSES": "\n".join(witness or []),
+        "ENCLAVIA_BROKER_CHALLENGE_RATE": str(challenge_rate),
+        "ENCLAVIA_BROKER_CHALLENGE_BURST": str(challenge_burst),
     }
     if metrics_token_file is not None:
         env["ENCLAVIA_BROKER_METRICS_TOKEN"] = metrics_token_file.read_text(encoding="utf-8").strip()
@@ -137,6 +143,8 @@ def app_from_env() -> Any:
         threads=int(os.environ.get("ENCLAVIA_BROKER_THREADS", "8")),
         witnesses=tuple(w for w in os.environ.get("ENCLAVIA_BROKER_WITNESSES", "").splitlines() if w),
         metrics_token=os.environ.get("ENCLAVIA_BROKER_METRICS_TOKEN") or None,
+        challenge_rate=float(os.environ.get("ENCLAVIA_BROKER_CHALLENGE_RATE", "5")),
+        challenge_burst=float(os.environ.get("ENCLAVIA_BROKER_CHALLENGE_BURST", "50")),
         bootstrap_policy=Path(policy_file).read_text(encoding="utf-8") if policy_file else None,
     )
     service = BrokerService(config, log=log.info)

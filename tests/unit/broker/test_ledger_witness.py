@@ -28,7 +28,7 @@ from tests.broker_support import Harness, make_harness
 runner = CliRunner()
 
 
-def _populate(h: Harness, rounds: int = 4) -> None:
+def _populate(h: Harness, rounds: int = 6) -> None:
     h.service.put_secret("models/m1", b"k" * 32, rotate=False)
     for _ in range(rounds):
         token = "Bearer " + h.attest()["token"]
