@@ -140,7 +140,13 @@ async def _http_load(
                         "/kbs/v1/secrets/models/bench", headers={"authorization": f"Bearer {token}"}
                     )
                     out = r.json()
-                    aad = release_aad(out["path"], out["version"], out["policy_revision"], out["jti"])
+                    aad = release_aad(
+                        out["path"],
+                        out["version"],
+                        out["policy_revision"],
+                        out["jti"],
+                        out.get("current_version"),
+                    )
                     value = open_secret(
                         enclave.gateway_key.private_key,
                         base64.b64decode(out["enc"]),

@@ -245,7 +245,9 @@ class Worker:
             self.enclave.gateway_key.private_key,
             base64.b64decode(out["enc"]),
             base64.b64decode(out["ciphertext"]),
-            release_aad(out["path"], out["version"], out["policy_revision"], out["jti"]),
+            release_aad(
+                out["path"], out["version"], out["policy_revision"], out["jti"], out.get("current_version")
+            ),
         )
         if value != SECRET:
             raise AssertionError("released secret differs")

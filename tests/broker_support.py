@@ -148,7 +148,9 @@ class Harness:
 
     def open(self, out: dict[str, Any], enclave: Enclave | None = None) -> bytes:
         enc = enclave or self.enclave
-        aad = release_aad(out["path"], out["version"], out["policy_revision"], out["jti"])
+        aad = release_aad(
+            out["path"], out["version"], out["policy_revision"], out["jti"], out.get("current_version")
+        )
         return open_secret(
             enc.gateway_key.private_key,
             base64.b64decode(out["enc"]),

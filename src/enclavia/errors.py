@@ -48,6 +48,7 @@ evidence bytes into an exception's arguments.
     │   ├── NotFoundError                  unknown route or model
     │   ├── PayloadTooLargeError
     │   ├── SecretsUnavailableError        keys not (yet) released: 503
+    │   │   └── SecretVersionRollbackError a released KEK older than the current or a held one: refused
     │   ├── EnclaveUnavailableError        enclave process not reachable: 503
     │   ├── UnauthenticatedError           inner request without a known requester credential: 401
     │   ├── ForbiddenError                 requester may not do this (tenant, clearance, class action)
@@ -329,6 +330,11 @@ class SecretsUnavailableError(EnclaveError):
     code = "enclave.secrets_unavailable"
     status = 503
     title = "Keys for this route have not been released"
+
+
+class SecretVersionRollbackError(SecretsUnavailableError):
+    code = "enclave.secret_version_rollback"
+    title = "Released key is older than the current version"
 
 
 class EnclaveUnavailableError(EnclaveError):

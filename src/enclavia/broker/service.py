@@ -4,8 +4,9 @@ Protocol (DESIGN.md, docs/broker.md)::
 
     POST /kbs/v1/challenge                     -> {"nonce": hex(32 bytes), "expires_at": iso}
     POST /kbs/v1/attest     {"bundle": {...}}  -> {"token": JWS, "expires_at": iso, "result": {...}}
-    GET  /kbs/v1/secrets/{path}[?version=N]    -> {"path", "version", "policy_revision", "jti", "enc",
-         Authorization: Bearer <token>             "ciphertext"}   (base64; HPKE to the attested key config)
+    GET  /kbs/v1/secrets/{path}[?version=N]    -> {"path", "version", "policy_revision", "jti",
+         Authorization: Bearer <token>             "current_version", "enc", "ciphertext"}
+                                                  (base64; HPKE to the attested key config)
 
 Every decision (and every denial, with its stable code) is appended to the audit ledger in the same
 database transaction as the decision: if the append fails, the request fails with it. Errors are RFC 9457
@@ -183,7 +184,9 @@ _CONSUME_CHALLENGE = text(
 _RELEASE_LOOKUP = text(
     "SELECT ph.revision AS revision, a.key_config AS key_config, a.claims AS claims,"
     " a.expires_at_ms AS expires_at_ms, s.version AS version, s.wrapped_key AS wrapped_key,"
-    " s.ciphertext AS ciphertext"
+    " s.ciphertext AS ciphertext,"
+    " (SELECT MAX(c.version) FROM secret_versions c WHERE c.path = :path AND c.destroyed_at_ms IS NULL)"
+    "   AS current_version"
     " FROM policy_head ph"
     " LEFT JOIN attestations a ON a.jti = :jti"
     " LEFT JOIN secret_versions s ON s.path = :path AND s.destroyed_at_ms IS NULL AND s.version = COALESCE("
@@ -813,7 +816,9 @@ class BrokerService:
             raise SecretNotFoundError()
         version = int(row.version)
         value = self._open_value(rt, path, version, bytes(row.wrapped_key), bytes(row.ciphertext))
-        aad = release_aad(path, version, revision, claims.jti)
+        # The version floor: the newest live version, bound into the sealed release with the rest.
+        current = int(row.current_version)
+        aad = release_aad(path, version, revision, claims.jti, current)
         try:
             enc, ct = seal_secret(key_config, value, aad)
         except CryptoError:
@@ -823,6 +828,7 @@ class BrokerService:
             "version": version,
             "policy_revision": revision,
             "jti": claims.jti,
+            "current_version": current,
             "enc": _b64(enc),
             "ciphertext": _b64(ct),
         }

@@ -72,11 +72,18 @@ def test_full_release_is_sealed_to_the_attested_key_and_audited(harness: Harness
     assert claims["exp"] - claims["iat"] == 60
     assert claims["key_config_digest"] == hashlib.sha256(h.enclave.key_config).hexdigest()
     out = h.service.release("models/m1", "Bearer " + att["token"])
-    assert set(out) == {"path", "version", "policy_revision", "jti", "enc", "ciphertext"}
+    assert set(out) == {"path", "version", "policy_revision", "jti", "current_version", "enc", "ciphertext"}
+    assert out["current_version"] == 1
     assert out["jti"] == claims["jti"] and out["policy_revision"] == 1
     assert h.open(out) == SECRET
     # The associated data binds path, version, revision and token id: change any and it does not open.
-    for field, value in (("path", "models/m2"), ("version", 2), ("policy_revision", 2), ("jti", "0" * 32)):
+    for field, value in (
+        ("path", "models/m2"),
+        ("version", 2),
+        ("policy_revision", 2),
+        ("jti", "0" * 32),
+        ("current_version", 2),
+    ):
         with pytest.raises(DecryptionError):
             h.open({**out, field: value})
     # Another enclave (another key) cannot open it either.
