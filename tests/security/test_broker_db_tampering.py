@@ -144,7 +144,9 @@ def test_edited_policy_source_is_refused_after_restart(h: Harness, tmp_path: Pat
     with TestClient(create_app(service)) as c:
         nonce = c.post("/kbs/v1/challenge").json()["nonce"]
         r = c.post("/kbs/v1/attest", content=json.dumps({"bundle": h.bundle(nonce, rogue)}))
+        health = c.get("/healthz")
     assert (r.status_code, r.json()["code"]) == (503, "broker.policy_chain_broken")
+    assert (health.status_code, health.json()["code"]) == (503, "broker.policy_chain_broken")
 
 
 def test_policy_head_set_back_live_is_refused(h: Harness) -> None:

@@ -1079,8 +1079,11 @@ class BrokerService:
         return {"alg": tokens.ALG, "kid": tokens.key_id(pub), "public_key": pub.hex()}
 
     def health(self) -> dict[str, Any]:
+        """Ready only while stored state verifies: a broken policy chain or a ledger behind its witness
+        takes the replica out of service (503 with that code), as every decision already refuses."""
         self._ready()
         self.store.ping()
+        self._policy_guard().check()
         return {"status": "ok"}
 
     def close(self) -> None:
