@@ -92,6 +92,10 @@ def _start_broker(db_url: str, home: Path, policy: str, workers: int) -> tuple[s
         str(home / "policy.yaml"),
         "--workers",
         str(workers),
+        "--challenge-rate",  # one client source drives the whole load: lift the per-source limit
+        "1000000",
+        "--challenge-burst",
+        "1000000",
     ]
     log = (home / "broker.log").open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -136,7 +140,13 @@ async def _http_load(
                         "/kbs/v1/secrets/models/bench", headers={"authorization": f"Bearer {token}"}
                     )
                     out = r.json()
-                    aad = release_aad(out["path"], out["version"], out["policy_revision"], out["jti"])
+                    aad = release_aad(
+                        out["path"],
+                        out["version"],
+                        out["policy_revision"],
+                        out["jti"],
+                        out.get("current_version"),
+                    )
                     value = open_secret(
                         enclave.gateway_key.private_key,
                         base64.b64decode(out["enc"]),
@@ -262,6 +272,8 @@ def run_inprocess(store: str, db_url: str, concurrency: int, seconds: float) -> 
             db_url=db_url,
             keystore=f"file:{Path(tmp) / 'root.key'}",
             bootstrap_policy=policy_text(platform, enclaves[0].manifest_digest, secrets_yaml=RULES),
+            challenge_rate=1e9,
+            challenge_burst=1e9,
         )
         service = BrokerService(config)
         assert service.start()

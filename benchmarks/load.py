@@ -148,6 +148,7 @@ def start(home: Path, embeddings: bool) -> World:
         home / "broker",
         f"sqlite:///{home / 'broker' / 'broker.db'}",
         policy_text(platform, measurement, secrets_yaml=RULES),
+        extra=("--challenge-rate", "1000000", "--challenge-burst", "1000000"),  # one source: the load client
     )
     r = httpx.post(
         broker.url + "/kbs/v1/admin/secrets/models/load",
@@ -244,7 +245,9 @@ class Worker:
             self.enclave.gateway_key.private_key,
             base64.b64decode(out["enc"]),
             base64.b64decode(out["ciphertext"]),
-            release_aad(out["path"], out["version"], out["policy_revision"], out["jti"]),
+            release_aad(
+                out["path"], out["version"], out["policy_revision"], out["jti"], out.get("current_version")
+            ),
         )
         if value != SECRET:
             raise AssertionError("released secret differs")

@@ -148,7 +148,9 @@ class Harness:
 
     def open(self, out: dict[str, Any], enclave: Enclave | None = None) -> bytes:
         enc = enclave or self.enclave
-        aad = release_aad(out["path"], out["version"], out["policy_revision"], out["jti"])
+        aad = release_aad(
+            out["path"], out["version"], out["policy_revision"], out["jti"], out.get("current_version")
+        )
         return open_secret(
             enc.gateway_key.private_key,
             base64.b64decode(out["enc"]),
@@ -166,19 +168,25 @@ class Harness:
 
 
 def make_harness(
-    db_url: str, tmp_path: Path, *, checkpoint_every: int = 8, secrets_yaml: str = ALLOW_MODELS
+    db_url: str,
+    tmp_path: Path,
+    *,
+    checkpoint_every: int = 8,
+    secrets_yaml: str = ALLOW_MODELS,
+    **config: Any,
 ) -> Harness:
     platform = SigningKey.generate()
     enclave = make_enclave(platform)
     clock = Clock()
-    config = BrokerConfig(
+    broker_config = BrokerConfig(
         db_url=db_url,
         keystore=f"file:{tmp_path / 'root.key'}",
         admin_token=ADMIN_TOKEN,
         checkpoint_every=checkpoint_every,
         bootstrap_policy=policy_text(platform, enclave.manifest_digest, secrets_yaml=secrets_yaml),
+        **config,
     )
-    service = BrokerService(config, clock=clock, keystore=FileKeyStore(tmp_path / "root.key"))
+    service = BrokerService(broker_config, clock=clock, keystore=FileKeyStore(tmp_path / "root.key"))
     assert service.start()
     return Harness(service=service, clock=clock, platform=platform, enclave=enclave, db_url=db_url)
 
@@ -240,6 +248,7 @@ def start_broker(
     port: int | None = None,
     wait: bool = True,
     keystore: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> BrokerProc:
     import subprocess
     import sys
@@ -266,6 +275,7 @@ def start_broker(
         f"127.0.0.1:{port}",
         "--checkpoint-every",
         "16",
+        *extra,
     ]
     if policy is not None:
         (home / "broker-policy.yaml").write_text(policy)

@@ -48,6 +48,7 @@ evidence bytes into an exception's arguments.
     │   ├── NotFoundError                  unknown route or model
     │   ├── PayloadTooLargeError
     │   ├── SecretsUnavailableError        keys not (yet) released: 503
+    │   │   └── SecretVersionRollbackError a released KEK older than the current or a held one: refused
     │   ├── EnclaveUnavailableError        enclave process not reachable: 503
     │   ├── UnauthenticatedError           inner request without a known requester credential: 401
     │   ├── ForbiddenError                 requester may not do this (tenant, clearance, class action)
@@ -70,10 +71,15 @@ evidence bytes into an exception's arguments.
     │   ├── AdminUnauthorizedError         admin API token missing or wrong
     │   ├── SecretPathInvalidError         traversal, bad characters
     │   ├── ReleaseDeniedError             policy refused this secret to this enclave
+    │   ├── BrokerRateLimitedError         too many challenges / failed admin logins from one source: 429
     │   └── StoreUnavailableError          database or key store down: 503
+    │       └── StoreTamperedError         a stored record fails its signature or key-store AAD check
+    │           ├── PolicyChainBrokenError policy revision unsigned, edited, out of chain or rolled back
+    │           └── LedgerBehindWitnessError the ledger no longer reaches a checkpoint published outside
     ├── AuditError
     │   ├── AuditWriteError                append failed: the action it records fails too
     │   └── AuditVerificationError         chain broken: edited, deleted or reordered records
+    │       └── LedgerBehindCheckpointError an external checkpoint is beyond or off the ledger (truncation)
     ├── TransparencyLogError
     │   ├── InclusionProofError            leaf not in the tree the signed head commits to
     │   ├── ConsistencyProofError          new head does not extend the last one seen (fork, rollback)
@@ -339,6 +345,11 @@ class InternalError(EnclaveError):
     title = "Internal error"
 
 
+class SecretVersionRollbackError(SecretsUnavailableError):
+    code = "enclave.secret_version_rollback"
+    title = "Released key is older than the current version"
+
+
 class EnclaveUnavailableError(EnclaveError):
     code = "enclave.unavailable"
     status = 503
@@ -487,10 +498,31 @@ class ReleaseDeniedError(BrokerError):
     title = "Release denied by policy"
 
 
+class BrokerRateLimitedError(BrokerError):
+    code = "broker.rate_limited"
+    status = 429
+    title = "Too many requests from this source"
+
+
 class StoreUnavailableError(BrokerError):
     code = "broker.store_unavailable"
     status = 503
     title = "Store unavailable"
+
+
+class StoreTamperedError(StoreUnavailableError):
+    code = "broker.store_tampered"
+    title = "Stored record failed its integrity check"
+
+
+class PolicyChainBrokenError(StoreTamperedError):
+    code = "broker.policy_chain_broken"
+    title = "Policy signature chain broken"
+
+
+class LedgerBehindWitnessError(StoreTamperedError):
+    code = "broker.ledger_behind_witness"
+    title = "Audit ledger is behind a published checkpoint"
 
 
 # --- audit and transparency ---------------------------------------------------------------------
@@ -510,6 +542,11 @@ class AuditWriteError(AuditError):
 class AuditVerificationError(AuditError):
     code = "audit.verification_failed"
     title = "Audit ledger does not verify"
+
+
+class LedgerBehindCheckpointError(AuditVerificationError):
+    code = "audit.behind_checkpoint"
+    title = "Audit ledger does not reach an external checkpoint"
 
 
 class TransparencyLogError(EnclaviaError):

@@ -39,6 +39,13 @@ class TokenBucket:
             return True
         return False
 
+    def available(self) -> bool:
+        """Whether an event would be allowed now, without taking a token (refills first)."""
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
+        self._last = now
+        return self._tokens >= 1
+
     def retry_after(self) -> float:
         """Seconds until the next event would be allowed (0 when one is available now)."""
         if self._tokens >= 1:
@@ -76,6 +83,12 @@ class KeyedLimiter:
 
     def allow(self, key: str) -> bool:
         return self._bucket(key).allow()
+
+    def blocked(self, key: str) -> bool:
+        """True while ``key`` has no token left (checks without taking one: e.g. refuse a source that has
+        failed too often before even looking at its next attempt, and charge only the failures)."""
+        bucket = self._buckets.get(key)
+        return bucket is not None and not bucket.available()
 
     def retry_after(self, key: str) -> float:
         bucket = self._buckets.get(key)

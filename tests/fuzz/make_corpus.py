@@ -170,6 +170,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
         policy_id="p",
         policy_revision=1,
         key_config_digest="00" * 32,
+        claims={"tee": "simulated", "reference": "good-build", "debug": False},
         iat=1_800_000_000 - 10,
         exp=1_800_000_000 + 50,
         jti="ab" * 16,

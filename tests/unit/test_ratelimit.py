@@ -46,3 +46,15 @@ def test_keyed_limiter_separates_keys_and_bounds_memory() -> None:
 def test_bad_parameters_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         TokenBucket(**kwargs)
+
+
+def test_blocked_checks_without_taking_a_token() -> None:
+    from enclavia.ratelimit import KeyedLimiter
+
+    now = [0.0]
+    limiter = KeyedLimiter(rate=1.0, burst=2, clock=lambda: now[0])
+    assert not limiter.blocked("a")  # unknown key: a full bucket
+    assert limiter.allow("a") and limiter.allow("a")
+    assert limiter.blocked("a") and limiter.blocked("a")  # asking twice takes nothing
+    now[0] = 1.0
+    assert not limiter.blocked("a") and limiter.allow("a") and limiter.blocked("a")

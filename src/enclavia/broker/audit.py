@@ -28,19 +28,28 @@ whole chain after an edit is caught by the signed checkpoints and by the head ro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Integer, Table, bindparam, insert, select, text, update
+from sqlalchemy import BigInteger, Connection, Integer, Table, bindparam, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from enclavia.broker.store import ASYNC_COMMIT_FLAG, audit_checkpoints, audit_head, audit_records
+from enclavia.broker.policychain import SignedRevision, verify_chain
+from enclavia.broker.store import (
+    ASYNC_COMMIT_FLAG,
+    NEW_CHECKPOINTS,
+    audit_checkpoints,
+    audit_head,
+    audit_records,
+    policies,
+)
 from enclavia.broker.tokens import key_id
 from enclavia.crypto.signing import SigningKey, verify_ed25519
 from enclavia.errors import (
@@ -48,6 +57,8 @@ from enclavia.errors import (
     AuditWriteError,
     EnclaviaError,
     InvalidPublicKeyError,
+    LedgerBehindCheckpointError,
+    PolicyChainBrokenError,
     SignatureInvalidError,
 )
 
@@ -62,10 +73,12 @@ _HEAD_SET = update(audit_head).where(audit_head.c.id == 1).values(hash=bindparam
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _ID_NAME = re.compile(r"^[a-z_]{1,32}$")
 _PG_APPEND_CALL = (
-    "SELECT out_seq, out_hash, out_prev FROM enclavia_audit_append("
+    "SELECT out_seq, out_hash, out_prev FROM enclavia_audit_append2("
     "CAST(:time AS text), CAST(:action AS text), CAST(:outcome AS text), CAST(:code AS text),"
-    " CAST(:rev AS integer), CAST(:ids AS text), CAST(:async_commit AS boolean))"
+    " CAST(:rev AS integer), CAST(:ids AS text), CAST(:async_commit AS boolean),"
+    " CAST(:digest AS text), CAST(:count AS bigint))"
 )
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _pg_cache: dict[tuple[str, tuple[str, ...]], Any] = {}
 
 
@@ -86,7 +99,7 @@ def _pg_append(also_insert: tuple[Table, Mapping[str, Any]] | None) -> tuple[Any
             names = ", ".join(key[1])
             values = ", ".join(f":pre_{c}" for c in key[1])
             sql = f"WITH pre AS (INSERT INTO {key[0]} ({names}) VALUES ({values})) {sql}"  # noqa: S608 - trusted names
-        stmt = text(sql).bindparams(bindparam("rev", type_=Integer))
+        stmt = text(sql).bindparams(bindparam("rev", type_=Integer), bindparam("count", type_=BigInteger))
         _pg_cache[key] = stmt
     return stmt, params
 
@@ -113,9 +126,11 @@ class AuditRecord:
     policy_revision: int | None
     ids: Mapping[str, str]
     prev_hash: str
+    policy_digest: str | None = None  # the signed policy revision a decision was made under
+    count: int | None = None  # a periodic aggregate: how many events this one record stands for
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "seq": self.seq,
             "time": self.time,
             "action": self.action,
@@ -125,6 +140,12 @@ class AuditRecord:
             "ids": dict(sorted(self.ids.items())),
             "prev_hash": self.prev_hash,
         }
+        # Only when present, so the hashes of records written before these fields existed do not change.
+        if self.policy_digest is not None:
+            out["policy_digest"] = self.policy_digest
+        if self.count is not None:
+            out["count"] = self.count
+        return out
 
     def digest(self) -> str:
         return hashlib.sha256(canonical(self.to_json())).hexdigest()
@@ -144,7 +165,21 @@ class AuditRecord:
             policy_revision=row.policy_revision,
             ids=ids if isinstance(ids, dict) else {"_unparsable": str(ids)},
             prev_hash=row.prev_hash,
+            policy_digest=row.policy_digest,
+            count=None if row.count is None else int(row.count),
         )
+
+
+_CHECKPOINT_FIELDS: Final = (
+    "seq",
+    "head_hash",
+    "time",
+    "kid",
+    "signature",
+    "policy_revision",
+    "policy_digest",
+    "every",
+)
 
 
 @dataclass(frozen=True)
@@ -154,18 +189,57 @@ class Checkpoint:
     time: str
     kid: str
     signature: str
+    # Signed with the checkpoint: the highest policy revision the broker had verified (its digest), and
+    # the cadence in force. None on checkpoints made before these existed (then not in the signed body).
+    policy_revision: int | None = None
+    policy_digest: str | None = None
+    every: int | None = None
 
     def body(self) -> bytes:
-        return canonical({"head_hash": self.head_hash, "kid": self.kid, "seq": self.seq, "time": self.time})
+        doc: dict[str, Any] = {
+            "head_hash": self.head_hash,
+            "kid": self.kid,
+            "seq": self.seq,
+            "time": self.time,
+        }
+        for name in ("policy_revision", "policy_digest", "every"):
+            if getattr(self, name) is not None:
+                doc[name] = getattr(self, name)
+        return canonical(doc)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "head_hash": self.head_hash,
-            "time": self.time,
-            "kid": self.kid,
-            "signature": self.signature,
-        }
+        return {name: getattr(self, name) for name in _CHECKPOINT_FIELDS}
+
+    @classmethod
+    def from_row(cls, row: Any) -> Checkpoint:
+        return cls(
+            seq=int(row.seq),
+            head_hash=row.head_hash,
+            time=row.time,
+            kid=row.kid,
+            signature=row.signature,
+            policy_revision=None if row.policy_revision is None else int(row.policy_revision),
+            policy_digest=row.policy_digest,
+            every=None if row.every is None else int(row.every),
+        )
+
+    @classmethod
+    def from_json(cls, doc: object) -> Checkpoint:
+        """A checkpoint kept outside the broker (a witness file, an auditor's report): untrusted input."""
+        if not isinstance(doc, dict) or not {"seq", "head_hash", "time", "kid", "signature"} <= set(doc):
+            raise AuditVerificationError("not a checkpoint")
+        ints = ("seq", "policy_revision", "every")
+        for name in _CHECKPOINT_FIELDS:
+            value = doc.get(name)
+            if value is None and name not in ("seq", "head_hash", "time", "kid", "signature"):
+                continue
+            want_int = name in ints
+            if want_int != (isinstance(value, int) and not isinstance(value, bool)) or (
+                not want_int and not isinstance(value, str)
+            ):
+                raise AuditVerificationError("checkpoint field has the wrong type")
+        fields: dict[str, Any] = {name: doc.get(name) for name in _CHECKPOINT_FIELDS}
+        return cls(**fields)
 
     def verify(self, public_key: bytes) -> None:
         if self.kid != key_id(public_key):
@@ -195,6 +269,8 @@ class Ledger:
         self._clock = clock
         self.public_key = signing_key.public_bytes
         self.kid = key_id(self.public_key)
+        # The verified policy head (revision, digest) signed into each checkpoint; set by the service.
+        self.policy_state: Callable[[], tuple[int, str] | None] = lambda: None
 
     def ref(self, name: str, value: str | bytes) -> str:
         """HMAC reference of one identifier (domain-separated by its name)."""
@@ -211,11 +287,17 @@ class Ledger:
         policy_revision: int | None = None,
         ids: Mapping[str, str | bytes] | None = None,
         also_insert: tuple[Table, Mapping[str, Any]] | None = None,
+        policy_digest: str | None = None,
+        count: int | None = None,
+        policy_checkpoint: tuple[int, str] | None = None,
+        checkpoint: bool = False,
     ) -> AuditRecord:
         """Append one record in ``conn``'s transaction. Any failure is ``AuditWriteError``.
 
         ``also_insert``: a row written in the same statement (PostgreSQL) or just before (SQLite), so the
-        decision and its record cost one round trip while the ledger head is locked.
+        decision and its record cost one round trip while the ledger head is locked. ``policy_checkpoint``:
+        sign a checkpoint of this record now, with that (revision, digest) as the policy high-water mark
+        (after a policy update), not only at the cadence; ``checkpoint``: the same with the current state.
         """
         time_s = iso_ms(self._clock())
         refs = {name: self.ref(name, value) for name, value in sorted((ids or {}).items())}
@@ -225,6 +307,10 @@ class Ledger:
             raise ValueError(
                 "audit fields must be plain identifiers"
             )  # never user input: a programming error
+        if (policy_digest is not None and not _HEX64.match(policy_digest)) or (
+            count is not None and (isinstance(count, bool) or count < 0)
+        ):
+            raise ValueError("policy digest must be 64 hex, count a non-negative integer")
         ids_json = canonical(refs).decode()
         try:
             if conn.dialect.name == "postgresql":
@@ -238,10 +324,21 @@ class Ledger:
                     rev=policy_revision,
                     ids=ids_json,
                     async_commit=bool(conn.info.get(ASYNC_COMMIT_FLAG, False)),
+                    digest=policy_digest,
+                    count=count,
                 )
                 row = conn.execute(sql, params).one()
                 record = AuditRecord(
-                    int(row.out_seq), time_s, action, outcome, code, policy_revision, refs, row.out_prev
+                    int(row.out_seq),
+                    time_s,
+                    action,
+                    outcome,
+                    code,
+                    policy_revision,
+                    refs,
+                    row.out_prev,
+                    policy_digest,
+                    count,
                 )
                 digest = row.out_hash
             else:
@@ -249,7 +346,16 @@ class Ledger:
                     conn.execute(insert(also_insert[0]), dict(also_insert[1]))
                 head = conn.execute(_HEAD_BUMP).one()
                 record = AuditRecord(
-                    int(head.seq), time_s, action, outcome, code, policy_revision, refs, head.hash
+                    int(head.seq),
+                    time_s,
+                    action,
+                    outcome,
+                    code,
+                    policy_revision,
+                    refs,
+                    head.hash,
+                    policy_digest,
+                    count,
                 )
                 digest = record.digest()
                 conn.execute(
@@ -264,27 +370,42 @@ class Ledger:
                         "ids": ids_json,
                         "prev_hash": record.prev_hash,
                         "hash": digest,
+                        "policy_digest": policy_digest,
+                        "count": count,
                     },
                 )
                 conn.execute(_HEAD_SET, {"hash": digest})
-            if record.seq % self.checkpoint_every == 0:
-                self._insert_checkpoint(conn, record.seq, digest)
+            if checkpoint or policy_checkpoint is not None or record.seq % self.checkpoint_every == 0:
+                self._insert_checkpoint(conn, record.seq, digest, policy_checkpoint)
         except EnclaviaError:
             raise
         except (SQLAlchemyError, OSError):
             raise AuditWriteError() from None
         return record
 
-    def _sign(self, seq: int, head_hash: str) -> Checkpoint:
+    def _sign(self, seq: int, head_hash: str, state: tuple[int, str] | None) -> Checkpoint:
         unsigned = Checkpoint(
-            seq=seq, head_hash=head_hash, time=iso_ms(self._clock()), kid=self.kid, signature=""
+            seq=seq,
+            head_hash=head_hash,
+            time=iso_ms(self._clock()),
+            kid=self.kid,
+            signature="",
+            policy_revision=state[0] if state else None,
+            policy_digest=state[1] if state else None,
+            every=self.checkpoint_every,
         )
         signature = self._signing_key.sign(CHECKPOINT_CONTEXT + unsigned.body()).hex()
-        return Checkpoint(seq, head_hash, unsigned.time, self.kid, signature)
+        return dataclasses.replace(unsigned, signature=signature)
 
-    def _insert_checkpoint(self, conn: Connection, seq: int, head_hash: str) -> Checkpoint:
-        cp = self._sign(seq, head_hash)
+    def _insert_checkpoint(
+        self, conn: Connection, seq: int, head_hash: str, state: tuple[int, str] | None = None
+    ) -> Checkpoint:
+        existing = conn.execute(select(audit_checkpoints).where(audit_checkpoints.c.seq == seq)).first()
+        if existing is not None:
+            return Checkpoint.from_row(existing)
+        cp = self._sign(seq, head_hash, state or self.policy_state())
         conn.execute(insert(audit_checkpoints).values(**cp.to_json()))
+        conn.info.setdefault(NEW_CHECKPOINTS, []).append(cp)  # published to witnesses after commit
         return cp
 
     def checkpoint(self, conn: Connection) -> Checkpoint | None:
@@ -295,13 +416,6 @@ class Ledger:
             ).one()
             if head.seq == 0:
                 return None
-            existing = conn.execute(
-                select(audit_checkpoints).where(audit_checkpoints.c.seq == head.seq)
-            ).first()
-            if existing is not None:
-                return Checkpoint(
-                    **{k: getattr(existing, k) for k in ("seq", "head_hash", "time", "kid", "signature")}
-                )
             return self._insert_checkpoint(conn, int(head.seq), head.hash)
         except (SQLAlchemyError, OSError):
             raise AuditWriteError() from None
@@ -309,11 +423,7 @@ class Ledger:
 
 def latest_checkpoint(conn: Connection) -> Checkpoint | None:
     row = conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.seq.desc()).limit(1)).first()
-    if row is None:
-        return None
-    return Checkpoint(
-        seq=int(row.seq), head_hash=row.head_hash, time=row.time, kid=row.kid, signature=row.signature
-    )
+    return None if row is None else Checkpoint.from_row(row)
 
 
 @dataclass(frozen=True)
@@ -324,16 +434,114 @@ class VerifyReport:
     head_hash: str
     last_checkpoint_seq: int | None
     kid: str
+    policy_revisions: int = 0
+    external_checkpoints: int = 0
 
 
-def verify_ledger(conn: Connection, public_key: bytes) -> VerifyReport:
-    """Walk the whole ledger. Raise ``AuditVerificationError`` naming the first bad sequence number."""
+DECISIONS: Final = frozenset({"attest", "release"})
+POLICY_CHANGES: Final = frozenset({"policy.update", "policy.adopt"})
+
+
+def _signed_policies(conn: Connection, public_key: bytes) -> dict[str, int]:
+    """Digest -> revision of the verified policy chain (``AuditVerificationError`` if it breaks)."""
+    rows = [SignedRevision.from_row(r) for r in conn.execute(select(policies).order_by(policies.c.revision))]
+    if any(not r.signature for r in rows) and not any(r.signature for r in rows):
+        return {}  # a ledger from before signed policies (the broker signs the chain at its next start)
+    try:
+        return {v.digest: v.revision for v in verify_chain(rows, public_key)}
+    except PolicyChainBrokenError as err:
+        raise AuditVerificationError(f"policy history: {err.detail}") from None
+
+
+@dataclass
+class _PolicyWalk:
+    """Per-record policy checks: revisions only grow, decisions name a signed revision."""
+
+    signed: Mapping[str, int]
+    last_update: int = 0
+    signed_era: bool = False
+    # Seqs of signed policy changes: each was checkpointed in its own transaction, so each must have one.
+    policy_changes: list[int] = dataclasses.field(default_factory=list)
+
+    def check(self, record: AuditRecord) -> None:
+        digest, revision = record.policy_digest, record.policy_revision
+        if digest is not None:
+            self.signed_era = True
+            if self.signed.get(digest) != revision:
+                raise AuditVerificationError(f"record at seq {record.seq} names an unsigned policy revision")
+        if record.action in POLICY_CHANGES and record.outcome == "ok":
+            # An update moves to a higher revision; the one-time adoption signs the revision in force.
+            floor = self.last_update + (1 if record.action == "policy.update" else 0)
+            if revision is None or revision < floor:
+                raise AuditVerificationError(f"policy revision went backwards at seq {record.seq}")
+            self.last_update = revision
+            if digest is not None:
+                self.policy_changes.append(record.seq)
+        if (
+            self.signed_era
+            and record.action in DECISIONS
+            and record.outcome == "ok"
+            and (revision or 0) > 0
+            and digest is None
+        ):
+            raise AuditVerificationError(f"decision at seq {record.seq} names no signed policy revision")
+
+
+def cadence_gap_ok(prev: Checkpoint | None, cur_seq: int, cur_every: int | None, default: int) -> bool:
+    """Checkpoints come at every multiple of the cadence (and on demand in between), so two consecutive
+    ones are at most one cadence apart; across a cadence change, at most the two cadences."""
+    before = (prev.every if prev else None) or default
+    after = cur_every or default
+    limit = before if before == after else before + after
+    return cur_seq - (prev.seq if prev else 0) <= limit
+
+
+def _check_cadence(checkpoints: Sequence[Checkpoint], head_seq: int, every: int | None) -> None:
+    default = every or DEFAULT_CHECKPOINT_EVERY
+    prev: Checkpoint | None = None
+    floor = 0
+    for cp in checkpoints:
+        if not cadence_gap_ok(prev, cp.seq, cp.every, default):
+            raise AuditVerificationError(
+                f"checkpoint missing between seq {prev.seq if prev else 0} and {cp.seq}"
+            )
+        if cp.policy_revision is not None:
+            if cp.policy_revision < floor:
+                raise AuditVerificationError(f"policy revision went backwards at checkpoint {cp.seq}")
+            floor = cp.policy_revision
+        prev = cp
+    if head_seq - (prev.seq if prev else 0) >= ((prev.every if prev else None) or default):
+        raise AuditVerificationError(f"checkpoint missing after seq {prev.seq if prev else 0}")
+
+
+def verify_ledger(
+    conn: Connection,
+    public_key: bytes,
+    *,
+    external: Sequence[Checkpoint] = (),
+    checkpoint_every: int | None = None,
+) -> VerifyReport:
+    """Walk the whole ledger. Raise ``AuditVerificationError`` naming the first bad sequence number.
+
+    1. The policy history verifies (signatures, chain) under ``public_key``.
+    2. Every record: next seq, linked to the one before, hash matches; policy revisions of updates only
+       grow; every decision since signed policies began names the digest of a signed revision.
+    3. The head row matches the last record (the tail was not cut off).
+    4. Every stored checkpoint is signed and matches the chain; one exists at every multiple of the
+       cadence (``checkpoint_every``, else the cadence the checkpoints themselves sign).
+    5. Every external checkpoint (a witness's copy, an auditor's report) is signed and the ledger still
+       reaches it with the same hash (``LedgerBehindCheckpointError`` otherwise).
+    """
+    signed = _signed_policies(conn, public_key)
     checkpoints = [
-        Checkpoint(seq=int(r.seq), head_hash=r.head_hash, time=r.time, kid=r.kid, signature=r.signature)
+        Checkpoint.from_row(r)
         for r in conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.seq))
     ]
-    wanted = {cp.seq for cp in checkpoints}
+    for cp in external:
+        cp.verify(public_key)
+    wanted = {cp.seq for cp in checkpoints} | {cp.seq for cp in external}
     hashes_at: dict[int, str] = {}
+    walk = _PolicyWalk(signed)
     expected_seq, prev = 1, GENESIS_HASH
     count = 0
     result = conn.execution_options(yield_per=2000).execute(
@@ -348,10 +556,12 @@ def verify_ledger(conn: Connection, public_key: bytes) -> VerifyReport:
         digest = record.digest()
         if not hmac.compare_digest(digest, row.hash):
             raise AuditVerificationError(f"record edited at seq {record.seq}")
+        walk.check(record)
         if record.seq in wanted:
             hashes_at[record.seq] = digest
         prev, expected_seq = digest, expected_seq + 1
         count += 1
+    _check_external(external, hashes_at, count)
     head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
     if int(head.seq) != count or head.hash != prev:
         raise AuditVerificationError(
@@ -361,6 +571,11 @@ def verify_ledger(conn: Connection, public_key: bytes) -> VerifyReport:
         cp.verify(public_key)
         if cp.seq not in hashes_at or not hmac.compare_digest(hashes_at[cp.seq], cp.head_hash):
             raise AuditVerificationError(f"checkpoint at seq {cp.seq} does not match the chain")
+    have = {cp.seq for cp in checkpoints}
+    for seq in walk.policy_changes:
+        if seq not in have:
+            raise AuditVerificationError(f"checkpoint missing at the policy change at seq {seq}")
+    _check_cadence(checkpoints, count, checkpoint_every)
     return VerifyReport(
         records=count,
         checkpoints=len(checkpoints),
@@ -368,4 +583,18 @@ def verify_ledger(conn: Connection, public_key: bytes) -> VerifyReport:
         head_hash=prev,
         last_checkpoint_seq=checkpoints[-1].seq if checkpoints else None,
         kid=key_id(public_key),
+        policy_revisions=len(signed),
+        external_checkpoints=len(external),
     )
+
+
+def _check_external(external: Sequence[Checkpoint], hashes_at: Mapping[int, str], count: int) -> None:
+    for cp in external:
+        if cp.seq > count:
+            raise LedgerBehindCheckpointError(
+                f"ledger ends at seq {count}, before the external checkpoint at seq {cp.seq}"
+            )
+        if not hmac.compare_digest(hashes_at.get(cp.seq, ""), cp.head_hash):
+            raise LedgerBehindCheckpointError(
+                f"ledger was rewritten before the external checkpoint at seq {cp.seq}"
+            )

@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from enclavia.broker.surface import source_of
 from enclavia.errors import EnclaviaError, NotFoundError
 from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
 
@@ -64,7 +65,9 @@ def install_console(app: FastAPI, service: BrokerService, *, svg: str | None = N
     @app.get("/kbs/v1/admin/console/dataflow.svg")
     async def console_dataflow(request: Request) -> Response:
         try:
-            await run_in_threadpool(service.check_admin, request.headers.get("authorization"))
+            await run_in_threadpool(
+                service.check_admin, request.headers.get("authorization"), source_of(request)
+            )
             if svg is None:
                 raise NotFoundError("no deployment config")
         except EnclaviaError as err:

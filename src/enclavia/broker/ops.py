@@ -44,6 +44,7 @@ from enclavia.broker.store import (
     policy_head,
     secret_versions,
 )
+from enclavia.broker.surface import source_of
 from enclavia.errors import AuditVerificationError, BadRequestError, EnclaviaError, NotFoundError
 from enclavia.observability.trace import span
 
@@ -531,7 +532,9 @@ def install(
 
     async def guarded(request: Request, fn: Any, *args: Any, status: int = 200) -> Response:
         try:
-            await run_in_threadpool(service.check_admin, request.headers.get("authorization"))
+            await run_in_threadpool(
+                service.check_admin, request.headers.get("authorization"), source_of(request)
+            )
             return ok(await run_in_threadpool(fn, *args), status)
         except EnclaviaError as err:
             return problem(err)

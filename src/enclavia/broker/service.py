@@ -4,8 +4,9 @@ Protocol (DESIGN.md, docs/broker.md)::
 
     POST /kbs/v1/challenge                     -> {"nonce": hex(32 bytes), "expires_at": iso}
     POST /kbs/v1/attest     {"bundle": {...}}  -> {"token": JWS, "expires_at": iso, "result": {...}}
-    GET  /kbs/v1/secrets/{path}[?version=N]    -> {"path", "version", "policy_revision", "jti", "enc",
-         Authorization: Bearer <token>             "ciphertext"}   (base64; HPKE to the attested key config)
+    GET  /kbs/v1/secrets/{path}[?version=N]    -> {"path", "version", "policy_revision", "jti",
+         Authorization: Bearer <token>             "current_version", "enc", "ciphertext"}
+                                                  (base64; HPKE to the attested key config)
 
 Every decision (and every denial, with its stable code) is appended to the audit ledger in the same
 database transaction as the decision: if the append fails, the request fails with it. Errors are RFC 9457
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -40,36 +42,54 @@ from starlette.responses import Response
 
 from enclavia.attestation.bundle import AttestationBundle
 from enclavia.broker import tokens
-from enclavia.broker.audit import Checkpoint, Ledger, iso_ms, latest_checkpoint
+from enclavia.broker.audit import Checkpoint, Ledger, cadence_gap_ok, iso_ms, latest_checkpoint
 from enclavia.broker.keystore import KeyStore, open_keystore
+from enclavia.broker.policychain import (
+    GENESIS,
+    PolicyGuard,
+    SignedRevision,
+    VerifiedRevision,
+    sign_revision,
+)
 from enclavia.broker.store import (
     Store,
     attestations,
+    audit_checkpoints,
+    audit_head,
+    audit_records,
     challenges,
     key_material,
     policies,
     policy_head,
     secret_versions,
 )
+from enclavia.broker.surface import Aggregates, SourceLimiter, source_of
 from enclavia.broker.verify import AttestedEnclave, parse, verify_presented_bundle
+from enclavia.broker.witness import Witnesses
 from enclavia.crypto import aead
 from enclavia.crypto.kbs import release_aad, seal_secret
 from enclavia.crypto.signing import SigningKey
 from enclavia.errors import (
     AdminUnauthorizedError,
+    AuditVerificationError,
+    AuditWriteError,
     BadRequestError,
+    BrokerRateLimitedError,
     CryptoError,
     DecryptionError,
     EnclaviaError,
     EvidenceFormatError,
+    LedgerBehindWitnessError,
     MeasurementNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
+    PolicyChainBrokenError,
     PolicyRevisionConflictError,
     ReplayedNonceError,
     SecretExistsError,
     SecretNotFoundError,
     SecretPathInvalidError,
+    StoreTamperedError,
     StoreUnavailableError,
     TokenInvalidError,
     TokenStaleError,
@@ -99,6 +119,13 @@ class BrokerConfig:
     token_ttl_s: int = 60
     challenge_ttl_s: int = 60
     checkpoint_every: int = 256
+    witnesses: tuple[str, ...] = ()  # file:PATH or http(s) URLs each checkpoint is published to
+    metrics_token: str | None = None  # bearer token /metrics requires (None: open, e.g. a sidecar scrape)
+    challenge_rate: float = 5.0  # challenges per second per source (broker.surface)
+    challenge_burst: float = 50.0
+    admin_fail_rate: float = 0.2  # failed admin authentications per second per source
+    admin_fail_burst: float = 10.0
+    aggregate_every_s: float = 60.0  # ledger aggregate window for challenges and failed admin logins
     bootstrap_policy: str | None = None  # YAML applied at start when the store has no policy yet
     threads: int = 8  # blocking work in flight per process (more threads only queue on the GIL and locks)
 
@@ -132,6 +159,18 @@ class BrokerMetrics:
         self.store_errors = Counter(
             "enclavia_broker_store_unavailable", "Requests refused because the store was down", registry=r
         )
+        self.witness_failures = Counter(
+            "enclavia_broker_witness_failures",
+            "Checkpoints a witness sink did not take",
+            ["sink"],
+            registry=r,
+        )
+        self.integrity_failures = Counter(
+            "enclavia_broker_integrity_failures",
+            "Stored state that failed verification (policy chain, ledger behind a witness): an alert",
+            ["code"],
+            registry=r,
+        )
 
 
 _SELECT_REVISION = select(policy_head.c.revision).where(policy_head.c.id == 1)
@@ -145,7 +184,9 @@ _CONSUME_CHALLENGE = text(
 _RELEASE_LOOKUP = text(
     "SELECT ph.revision AS revision, a.key_config AS key_config, a.claims AS claims,"
     " a.expires_at_ms AS expires_at_ms, s.version AS version, s.wrapped_key AS wrapped_key,"
-    " s.ciphertext AS ciphertext"
+    " s.ciphertext AS ciphertext,"
+    " (SELECT MAX(c.version) FROM secret_versions c WHERE c.path = :path AND c.destroyed_at_ms IS NULL)"
+    "   AS current_version"
     " FROM policy_head ph"
     " LEFT JOIN attestations a ON a.jti = :jti"
     " LEFT JOIN secret_versions s ON s.path = :path AND s.destroyed_at_ms IS NULL AND s.version = COALESCE("
@@ -224,8 +265,14 @@ class BrokerService:
         self._runtime: _Runtime | None = None
         self._init_lock = threading.Lock()
         self._last_init_attempt = 0.0
-        self._policies: dict[int, Policy] = {}
-        self._latest: tuple[int, Policy | None] | None = None
+        self._init_error: StoreUnavailableError | None = None
+        self._guard: PolicyGuard | None = None
+        self._aggregates = Aggregates(config.aggregate_every_s, time.monotonic)
+        self._challenge_limit = SourceLimiter(config.challenge_rate, config.challenge_burst, time.monotonic)
+        self._admin_limit = SourceLimiter(config.admin_fail_rate, config.admin_fail_burst, time.monotonic)
+        self._signing_public = b""  # set once the key is loaded (witnesses publish during start-up too)
+        self._witnesses = Witnesses(config.witnesses, lambda: self._signing_public, self._witness_result)
+        self.store.on_commit = self._witnesses.publish
         self._challenge_count = 0
 
     # -- start-up --------------------------------------------------------------------------------
@@ -249,11 +296,12 @@ class BrokerService:
             now = time.monotonic()
             if not force and now - self._last_init_attempt < RETRY_INIT_S:
                 self.metrics.store_errors.inc()
-                raise StoreUnavailableError()
+                raise self._init_error or StoreUnavailableError()
             self._last_init_attempt = now
             try:
                 self._runtime = self._initialise()
             except StoreUnavailableError as err:
+                self._init_error = err  # the same typed error until a retry succeeds (e.g. tampering)
                 self.metrics.store_errors.inc()
                 self.log("broker.store_error", stage="start", error_code=err.code)
                 raise
@@ -266,18 +314,135 @@ class BrokerService:
         signing_seed = self._key(keystore, "signing", _new_signing)
         audit_key = self._key(keystore, "audit", lambda: (secrets.token_bytes(32), None))
         signing_key = SigningKey.from_private_bytes(signing_seed)
+        self._signing_public = signing_key.public_bytes
         ledger = Ledger(
             audit_key, signing_key, checkpoint_every=self.config.checkpoint_every, clock=self.clock
         )
         rt = _Runtime(keystore=keystore, signing_key=signing_key, ledger=ledger)
+        guard = PolicyGuard(signing_key.public_bytes, self._integrity_alert)
+        ledger.policy_state = guard.state
+        self._guard = guard
+        try:
+            self._adopt_legacy_policies(rt)
+            self._load_policies(rt, guard)
+        except StoreTamperedError:
+            return rt  # the guard is broken: every decision refuses, with the same typed error
         if self.config.bootstrap_policy is not None:
             self._bootstrap_policy(rt, self.config.bootstrap_policy)
         return rt
+
+    def _witness_result(self, sink: str, ok: bool, seq: int) -> None:
+        if not ok:
+            self.metrics.witness_failures.labels(sink).inc()
+        self.log("broker.witness", sink=sink, outcome="ok" if ok else "error", seq=seq)
+
+    def _integrity_alert(self, error: StoreTamperedError) -> None:
+        self.metrics.integrity_failures.labels(error.code).inc()
+        self.log("broker.integrity", check=error.code, error_code=error.code)
+
+    def _load_policies(self, rt: _Runtime, guard: PolicyGuard) -> None:
+        """Verify the stored policy history and the high-water mark: the highest revision the signed
+        checkpoints (and the ledger's policy updates) have seen. Any break leaves ``guard`` broken."""
+        with self.store.transaction() as conn:
+            rows = [
+                SignedRevision.from_row(r)
+                for r in conn.execute(select(policies).order_by(policies.c.revision))
+            ]
+            floor = self._signed_floor(conn, rt, guard)
+            head_revision = int(conn.execute(_SELECT_REVISION).scalar_one())
+        guard.load(rows, floor)
+        if head_revision != (guard.head.revision if guard.head else 0):
+            guard.fail(PolicyChainBrokenError("policy head does not name the newest signed revision"))
+
+    def _signed_floor(self, conn: Connection, rt: _Runtime, guard: PolicyGuard) -> int:
+        cp = latest_checkpoint(conn)
+        head = conn.execute(select(audit_head.c.seq)).scalar_one()
+        if cp is not None:
+            try:
+                cp.verify(rt.signing_key.public_bytes)
+            except AuditVerificationError:
+                guard.fail(StoreTamperedError("latest ledger checkpoint does not verify"))
+        if not cadence_gap_ok(cp, int(head), self.config.checkpoint_every, self.config.checkpoint_every):
+            guard.fail(
+                StoreTamperedError("ledger checkpoints missing: the policy high-water mark is unknown")
+            )
+        witnessed = self._witnessed_floor(conn, rt, guard)
+        updates = conn.execute(
+            select(func.max(audit_records.c.policy_revision)).where(
+                audit_records.c.action == "policy.update", audit_records.c.outcome == "ok"
+            )
+        ).scalar_one()
+        return max(int(updates or 0), (cp.policy_revision or 0) if cp else 0, witnessed)
+
+    def _witnessed_floor(self, conn: Connection, rt: _Runtime, guard: PolicyGuard) -> int:
+        """The last checkpoint this broker published to its file witness, if any: the ledger must still
+        reach it (a database restored to an older state, or cut, is refused)."""
+        cp = self._witnesses.last_published(rt.signing_key.public_bytes)
+        if cp is None:
+            return 0
+        row = conn.execute(select(audit_records.c.hash).where(audit_records.c.seq == cp.seq)).first()
+        if row is None or not hmac.compare_digest(str(row.hash), cp.head_hash):
+            guard.fail(
+                LedgerBehindWitnessError(f"ledger does not reach the witnessed checkpoint at seq {cp.seq}")
+            )
+        return cp.policy_revision or 0
+
+    def _adopt_legacy_policies(self, rt: _Runtime) -> None:
+        """Once, at the first start after the upgrade to signed policies: sign the existing history. Only
+        while no signed state exists at all (no signed row, no checkpoint or record naming a policy): an
+        attacker who strips the signatures later meets a broken chain, not a second adoption."""
+        with self.store.transaction() as conn:
+            self.store.lock_policy(conn, exclusive=True)
+            rows = list(conn.execute(select(policies).order_by(policies.c.revision).with_for_update()))
+            if not rows or any(r.signature for r in rows):
+                return
+            signed_state = (
+                conn.execute(
+                    select(func.count())
+                    .select_from(audit_checkpoints)
+                    .where(audit_checkpoints.c.policy_revision.is_not(None))
+                ).scalar_one()
+                + conn.execute(
+                    select(func.count())
+                    .select_from(audit_records)
+                    .where(audit_records.c.policy_digest.is_not(None))
+                ).scalar_one()
+            )
+            if signed_state:
+                return  # unsigned rows in a signed history: the chain check refuses them
+            prev: VerifiedRevision | None = None
+            for row in rows:
+                try:
+                    policy = parse_policy(row.source)
+                except EnclaviaError:
+                    return  # left unsigned: the chain check refuses it
+                signed = sign_revision(rt.signing_key, policy, prev.digest if prev else GENESIS)
+                conn.execute(
+                    update(policies)
+                    .where(policies.c.revision == row.revision)
+                    .values(prev_digest=signed.prev_digest, digest=signed.digest, signature=signed.signature)
+                )
+                prev = VerifiedRevision(signed, policy)
+            assert prev is not None
+            rt.ledger.append(
+                conn,
+                action="policy.adopt",
+                outcome="ok",
+                code="ok",
+                policy_revision=prev.revision,
+                policy_digest=prev.digest,
+                policy_checkpoint=(prev.revision, prev.digest),
+            )
 
     def _key(self, keystore: KeyStore, name: str, make: Callable[[], tuple[bytes, bytes | None]]) -> bytes:
         context = KEY_CONTEXT + name.encode()
         with self.store.transaction() as conn:
             row = conn.execute(select(key_material).where(key_material.c.name == name)).first()
+            ledger_height = int(conn.execute(select(audit_head.c.seq)).scalar_one())
+        if row is None and ledger_height > 0:
+            # A database with a ledger always has its keys: a deleted key row would otherwise give the
+            # broker a new identity whose signatures nothing pinned recognises.
+            raise StoreTamperedError("broker key missing from a database that has a ledger")
         if row is None:
             secret, public = make()
             try:
@@ -310,15 +475,14 @@ class BrokerService:
             ).one()
             if head.revision != 0:
                 return
-            self._write_policy(conn, rt, policy, head.revision)
-        self._remember(policy)
+            verified = self._write_policy(conn, rt, policy, head.revision)
+        self._policy_guard().accept(verified)
 
-    def _remember(self, policy: Policy) -> None:
-        """Cache a policy once its revision has committed (never before: a rolled-back write must not
-        leave a document in the cache under a revision that another one may take later)."""
-        self._policies[policy.revision] = policy
-        if self._latest is None or policy.revision >= self._latest[0]:
-            self._latest = (policy.revision, policy)
+    def _policy_guard(self) -> PolicyGuard:
+        guard = self._guard
+        if guard is None:
+            raise StoreUnavailableError()
+        return guard
 
     @property
     def public_key(self) -> bytes:
@@ -326,15 +490,29 @@ class BrokerService:
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    def _verified(self, conn: Connection, revision: int) -> VerifiedRevision | None:
+        """The verified revision the store says is in force (``PolicyChainBrokenError`` if it cannot be)."""
+
+        def fetch(lo: int, hi: int) -> list[SignedRevision]:
+            query = select(policies).where(policies.c.revision >= lo, policies.c.revision <= hi)
+            return [SignedRevision.from_row(r) for r in conn.execute(query.order_by(policies.c.revision))]
+
+        return self._policy_guard().at(revision, fetch)
+
     def _policy(self, conn: Connection, revision: int) -> Policy | None:
-        policy = self._policies.get(revision) if revision else None
-        if revision and policy is None:
-            row = conn.execute(select(policies.c.source).where(policies.c.revision == revision)).one()
-            policy = parse_policy(row.source)
-            self._policies[revision] = policy
-        if self._latest is None or revision > self._latest[0]:
-            self._latest = (revision, policy)
-        return policy
+        verified = self._verified(conn, revision)
+        return verified.policy if verified else None
+
+    def _checked_digest(
+        self, conn: Connection, revision: int
+    ) -> tuple[str | None, StoreTamperedError | None]:
+        """The signed digest a decision under ``revision`` names in its ledger record, or the integrity
+        error that refuses the decision (recorded as a denial with that code)."""
+        try:
+            verified = self._verified(conn, revision)
+        except StoreTamperedError as exc:
+            return None, exc
+        return (verified.digest if verified else None), None
 
     def _record(self, action: str, outcome: str, code: str, **fields: Any) -> None:
         self.metrics.decisions.labels(action, outcome, code).inc()
@@ -351,25 +529,52 @@ class BrokerService:
 
     # -- protocol --------------------------------------------------------------------------------
 
-    def challenge(self) -> dict[str, Any]:
-        rt = self._ready()
+    def challenge(self, source: str = "local") -> dict[str, Any]:
+        """A single-use nonce. Anonymous: limited per source, and counted in the ledger's periodic
+        aggregate instead of one record each (broker.surface)."""
+        self._ready()
+        self.flush_aggregates()
+        if not self._challenge_limit.allow(source):
+            self._count_surface("challenge", "denied", BrokerRateLimitedError.code)
+            raise BrokerRateLimitedError()
         now = self.clock()
         nonce = secrets.token_bytes(NONCE_LEN)
         expires = now + self.config.challenge_ttl_s
         with self.store.transaction(durable=False) as conn:
-            rt.ledger.append(
-                conn,
-                action="challenge",
-                outcome="ok",
-                code="ok",
-                ids={"nonce": nonce},
-                also_insert=(challenges, {"nonce": nonce.hex(), "expires_at_ms": int(expires * 1000)}),
-            )
+            if self.store.is_postgres:  # a lost challenge costs a retry, never a record (none is written)
+                conn.execute(text("SET LOCAL synchronous_commit = off"))
+            conn.execute(insert(challenges).values(nonce=nonce.hex(), expires_at_ms=int(expires * 1000)))
             self._challenge_count += 1
             if self._challenge_count % PURGE_EVERY == 0:
                 self._purge(conn, now)
-        self._record("challenge", "ok", "ok")
+        self._count_surface("challenge", "ok", "ok")
         return {"nonce": nonce.hex(), "expires_at": iso_ms(expires)}
+
+    def _count_surface(self, action: str, outcome: str, code: str) -> None:
+        self._aggregates.add(action, outcome, code)
+        self._record(action, outcome, code)
+
+    def flush_aggregates(self, *, force: bool = False) -> int:
+        """Write the finished window's counts as aggregate records, then a signed checkpoint."""
+        items = self._aggregates.take_due(force=force)
+        if not items:
+            return 0
+        rt = self._ready()
+        try:
+            with self.store.transaction() as conn:
+                for i, ((action, outcome, code), n) in enumerate(items):
+                    rt.ledger.append(
+                        conn,
+                        action=action,
+                        outcome=outcome,
+                        code=code,
+                        count=n,
+                        checkpoint=i == len(items) - 1,
+                    )
+        except (StoreUnavailableError, AuditWriteError):
+            self._aggregates.put_back(items)
+            raise
+        return len(items)
 
     def _purge(self, conn: Connection, now: float) -> None:
         cutoff = int(now * 1000)
@@ -407,14 +612,10 @@ class BrokerService:
             return None, EvidenceFormatError()
 
     def _known_policy(self) -> tuple[int, Policy | None]:
-        """The newest policy this process has seen (verification runs outside the transaction and is
-        re-run inside it in the rare case that the revision moved meanwhile)."""
-        latest = self._latest
-        if latest is not None:
-            return latest
-        with self.store.transaction() as conn:
-            revision = int(conn.execute(_SELECT_REVISION).scalar_one())
-            return revision, self._policy(conn, revision)
+        """The newest verified policy this process has seen (verification runs outside the transaction and
+        is re-run inside it in the rare case that the revision moved meanwhile)."""
+        head = self._policy_guard().head  # a broken guard refuses inside the transaction, audited
+        return (head.revision, head.policy) if head else (0, None)
 
     def attest(self, body: bytes) -> dict[str, Any]:
         rt = self._ready()
@@ -438,7 +639,13 @@ class BrokerService:
                     revision = int(row.revision)
             if revision is None:
                 revision = int(conn.execute(_SELECT_REVISION).scalar_one())
-            if revision != used_revision and bundle is not None and not isinstance(error, ReplayedNonceError):
+            # The revision the store names must be a verified one, not below the high-water mark.
+            digest, broken = self._checked_digest(conn, revision)
+            if broken is not None:
+                attested, error = None, broken
+            elif (
+                revision != used_revision and bundle is not None and not isinstance(error, ReplayedNonceError)
+            ):
                 attested, error = self._verify_bundle(bundle, self._policy(conn, revision))
             measurement = attested.result.measurement if attested else None
             ids: dict[str, str | bytes] = {}
@@ -461,6 +668,7 @@ class BrokerService:
                     outcome="ok",
                     code="ok",
                     policy_revision=revision,
+                    policy_digest=digest,
                     ids=ids,
                     also_insert=(attestations, attestation_row),
                 )
@@ -472,6 +680,7 @@ class BrokerService:
                     outcome="denied",
                     code=error.code,
                     policy_revision=revision,
+                    policy_digest=digest,
                     ids=ids,
                 )
         tee = str(bundle.tee) if bundle else None
@@ -490,6 +699,7 @@ class BrokerService:
             policy_id=result.policy_id,
             policy_revision=revision,
             key_config_digest=tokens.key_config_digest(bundle.key_config),
+            claims=_cel_for(attested),
             iat=int(now),
             exp=exp,
             jti=jti,
@@ -550,25 +760,22 @@ class BrokerService:
                 },
             ).one()
             revision = int(row.revision)
+            digest, broken = self._checked_digest(conn, revision)
+            error = broken or error
             if error is None and claims is not None:
                 try:
                     out = self._decide_release(conn, rt, row, path=path, claims=claims, now=now)
                 except EnclaviaError as exc:
                     error = exc
-            if error is None and out is not None:
-                rt.ledger.append(
-                    conn, action="release", outcome="ok", code="ok", policy_revision=revision, ids=ids
-                )
-            else:
-                assert error is not None
-                rt.ledger.append(
-                    conn,
-                    action="release",
-                    outcome="denied",
-                    code=error.code,
-                    policy_revision=revision,
-                    ids=ids,
-                )
+            rt.ledger.append(
+                conn,
+                action="release",
+                outcome="ok" if error is None and out is not None else "denied",
+                code="ok" if error is None else error.code,
+                policy_revision=revision,
+                policy_digest=digest,
+                ids=ids,
+            )
         secret_ref = rt.ledger.ref("secret", path[:512])[:16]
         if error is not None:
             self.metrics.release_denials.labels(error.code).inc()
@@ -600,13 +807,20 @@ class BrokerService:
         policy = self._policy(conn, revision)
         if policy is None:
             raise MeasurementNotAllowedError("no policy installed")
-        cel = json.loads(row.claims)
-        check_release(policy.secret_rules, path, cel.get("reference") or None, cel)
+        # The claims signed into the token, never the attestations row (which anyone with write access to
+        # the database could edit): the row only supplies the key config, checked against the token's digest.
+        cel = claims.claims
+        reference = cel.get("reference")
+        check_release(
+            policy.secret_rules, path, reference if isinstance(reference, str) and reference else None, cel
+        )
         if row.version is None or row.wrapped_key is None:
             raise SecretNotFoundError()
         version = int(row.version)
         value = self._open_value(rt, path, version, bytes(row.wrapped_key), bytes(row.ciphertext))
-        aad = release_aad(path, version, revision, claims.jti)
+        # The version floor: the newest live version, bound into the sealed release with the rest.
+        current = int(row.current_version)
+        aad = release_aad(path, version, revision, claims.jti, current)
         try:
             enc, ct = seal_secret(key_config, value, aad)
         except CryptoError:
@@ -616,6 +830,7 @@ class BrokerService:
             "version": version,
             "policy_revision": revision,
             "jti": claims.jti,
+            "current_version": current,
             "enc": _b64(enc),
             "ciphertext": _b64(ct),
         }
@@ -626,23 +841,35 @@ class BrokerService:
             dek = rt.keystore.unwrap(wrapped, context)
             return aead.open_(dek, ciphertext, _secret_record_aad(path, version))
         except DecryptionError:
-            raise StoreUnavailableError("stored secret does not open under the root key") from None
+            # Wrapped with (path, version) as associated data: a row moved to another path or version, or
+            # edited, fails here. Typed, and never a fallback to another version.
+            raise StoreTamperedError("stored secret does not open under the root key") from None
 
     # -- admin -----------------------------------------------------------------------------------
 
-    def check_admin(self, authorization: str | None) -> None:
+    def metrics_authorized(self, authorization: str | None) -> bool:
+        expected = self.config.metrics_token
+        if not expected:
+            return True
+        presented = (authorization or "").removeprefix("Bearer ")
+        return hmac.compare_digest(presented.encode(), expected.encode())
+
+    def check_admin(self, authorization: str | None, source: str = "local") -> None:
+        """Constant-time compare of the admin token. Failures are limited per source (a source out of
+        tokens is refused before its attempt is compared) and aggregated in the ledger."""
+        self._ready()
+        self.flush_aggregates()
+        if self._admin_limit.blocked(source):
+            self._count_surface("admin.auth", "denied", BrokerRateLimitedError.code)
+            raise BrokerRateLimitedError()
         expected = self.config.admin_token
         presented = (
             authorization[len("Bearer ") :] if authorization and authorization.startswith("Bearer ") else ""
         )
         ok = bool(expected) and hmac.compare_digest(presented.encode(), (expected or "").encode())
         if not ok:
-            rt = self._ready()
-            with self.store.transaction() as conn:
-                rt.ledger.append(
-                    conn, action="admin.auth", outcome="denied", code=AdminUnauthorizedError.code
-                )
-            self._record("admin.auth", "denied", AdminUnauthorizedError.code)
+            self._admin_limit.allow(source)  # only failures take a token
+            self._count_surface("admin.auth", "denied", AdminUnauthorizedError.code)
             raise AdminUnauthorizedError()
 
     def put_secret(self, path: str, value: bytes, *, rotate: bool) -> dict[str, Any]:
@@ -729,22 +956,31 @@ class BrokerService:
         return {"secrets": [{"path": p, "versions": v} for p, v in out.items()]}
 
     def get_policy(self) -> dict[str, Any]:
+        """The verified revision in force: its signed content, never the stored text as such."""
         self._ready()
         with self.store.transaction() as conn:
-            revision = int(
-                conn.execute(select(policy_head.c.revision).where(policy_head.c.id == 1)).scalar_one()
-            )
-            if revision == 0:
-                raise NotFoundError("no policy installed")
-            row = conn.execute(select(policies).where(policies.c.revision == revision)).one()
-        return {"revision": revision, "policy_id": row.policy_id, "source": row.source}
+            revision = int(conn.execute(_SELECT_REVISION).scalar_one())
+            verified = self._verified(conn, revision)
+        if verified is None:
+            raise NotFoundError("no policy installed")
+        return {
+            "revision": verified.revision,
+            "policy_id": verified.policy.policy_id,
+            "source": verified.signed.content,
+            "digest": verified.digest,
+            "prev_digest": verified.signed.prev_digest,
+            "signature": verified.signed.signature,
+        }
 
     def put_policy(self, text: str, expected_revision: int | None) -> dict[str, Any]:
         """Compare-and-set: the new document's revision must be the current one + 1 (and the current one
-        must equal ``expected_revision`` when given). Otherwise ``PolicyRevisionConflictError`` (409)."""
+        must equal ``expected_revision`` when given). Otherwise ``PolicyRevisionConflictError`` (409).
+        The new revision is signed with the broker key and chained to the verified current one; a broken
+        history refuses the update (``PolicyChainBrokenError``) as it refuses every decision."""
         rt = self._ready()
         policy = parse_policy(text)
-        error: EnclaviaError | None = None
+        error: EnclaviaError | None
+        verified: VerifiedRevision | None = None
         with self.store.transaction() as conn:
             self.store.lock_policy(conn, exclusive=True)
             current = int(
@@ -752,30 +988,42 @@ class BrokerService:
                     select(policy_head.c.revision).where(policy_head.c.id == 1).with_for_update()
                 ).scalar_one()
             )
-            if (
-                expected_revision is not None and expected_revision != current
-            ) or policy.revision != current + 1:
+            digest, error = self._checked_digest(conn, current)
+            if error is None and (
+                (expected_revision is not None and expected_revision != current)
+                or policy.revision != current + 1
+            ):
                 error = PolicyRevisionConflictError()
+            if error is not None:
                 rt.ledger.append(
                     conn,
                     action="policy.update",
                     outcome="denied",
                     code=error.code,
                     policy_revision=current,
+                    policy_digest=digest,
                     ids={"policy_id": policy.policy_id},
                 )
             else:
-                self._write_policy(conn, rt, policy, current)
+                verified = self._write_policy(conn, rt, policy, current)
         if error is not None:
             self._record("policy.update", "denied", error.code, policy_revision=current)
             raise error
-        self._remember(policy)
+        assert verified is not None
+        self._policy_guard().accept(verified)
         self._record("policy.update", "ok", "ok", policy_revision=policy.revision)
-        return {"revision": policy.revision, "policy_id": policy.policy_id, "previous_revision": current}
+        return {
+            "revision": policy.revision,
+            "policy_id": policy.policy_id,
+            "previous_revision": current,
+            "digest": verified.digest,
+        }
 
-    def _write_policy(self, conn: Connection, rt: _Runtime, policy: Policy, current: int) -> None:
+    def _write_policy(self, conn: Connection, rt: _Runtime, policy: Policy, current: int) -> VerifiedRevision:
         if policy.revision != current + 1:
             raise PolicyRevisionConflictError()
+        head = self._verified(conn, current)
+        signed = sign_revision(rt.signing_key, policy, head.digest if head else GENESIS)
         now_ms = int(self.clock() * 1000)
         conn.execute(
             insert(policies).values(
@@ -783,6 +1031,9 @@ class BrokerService:
                 policy_id=policy.policy_id,
                 source=policy.source,
                 created_at_ms=now_ms,
+                prev_digest=signed.prev_digest,
+                digest=signed.digest,
+                signature=signed.signature,
             )
         )
         conn.execute(
@@ -790,14 +1041,18 @@ class BrokerService:
             .where(policy_head.c.id == 1)
             .values(revision=policy.revision, updated_at_ms=now_ms)
         )
+        # Signed into a checkpoint at once: the new high-water mark survives a restart.
         rt.ledger.append(
             conn,
             action="policy.update",
             outcome="ok",
             code="ok",
             policy_revision=policy.revision,
+            policy_digest=signed.digest,
             ids={"policy_id": policy.policy_id},
+            policy_checkpoint=(policy.revision, signed.digest),
         )
+        return VerifiedRevision(signed, policy)
 
     def audit_ref(self, name: str, value: str) -> dict[str, Any]:
         """The ledger reference (HMAC) of a known identifier, so an operator can find its records without
@@ -826,11 +1081,17 @@ class BrokerService:
         return {"alg": tokens.ALG, "kid": tokens.key_id(pub), "public_key": pub.hex()}
 
     def health(self) -> dict[str, Any]:
+        """Ready only while stored state verifies: a broken policy chain or a ledger behind its witness
+        takes the replica out of service (503 with that code), as every decision already refuses."""
         self._ready()
         self.store.ping()
+        self._policy_guard().check()
         return {"status": "ok"}
 
     def close(self) -> None:
+        if self._runtime is not None:
+            with contextlib.suppress(EnclaviaError):
+                self.flush_aggregates(force=True)
         if self._keystore is not None:
             self._keystore.close()
         self.store.dispose()
@@ -924,11 +1185,11 @@ def create_app(service: BrokerService) -> FastAPI:  # noqa: PLR0915 - one closur
         return bytes(data)
 
     async def admin(request: Request) -> None:
-        await run_in_threadpool(service.check_admin, request.headers.get("authorization"))
+        await run_in_threadpool(service.check_admin, request.headers.get("authorization"), source_of(request))
 
     @app.post("/kbs/v1/challenge")
-    async def challenge() -> Response:
-        return await call("challenge", service.challenge)
+    async def challenge(request: Request) -> Response:
+        return await call("challenge", service.challenge, source_of(request))
 
     @app.post("/kbs/v1/attest")
     async def attest(request: Request) -> Response:
@@ -957,7 +1218,10 @@ def create_app(service: BrokerService) -> FastAPI:  # noqa: PLR0915 - one closur
         return await call("health", service.health)
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        # Ledger height, policy revision and denial counts are reconnaissance: production requires a token.
+        if not service.metrics_authorized(request.headers.get("authorization")):
+            return problem(AdminUnauthorizedError)
         return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- admin (bearer admin token, constant-time compare) --------------------------------------

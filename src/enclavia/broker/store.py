@@ -1,11 +1,13 @@
 """Broker storage: SQLAlchemy 2 Core tables, engines for SQLite and PostgreSQL, Alembic at start.
 
-Schema (migrations/versions/0001_initial.py is the source of truth for DDL; these tables mirror it):
+Schema (migrations/versions/ are the source of truth for DDL; these tables mirror them). Nothing read back
+from these tables is trusted for a decision unless it verifies under the broker's key (docs/threat-model.md):
 
 * ``policy_head`` (one row): the current policy revision (0 = none). Releases read it under a shared
   policy lock, updates hold it exclusively (``Store.lock_policy``): a release either commits before an
   update or sees the new revision.
-* ``policies``: every applied revision's YAML.
+* ``policies``: every applied revision's YAML, signed and chained by the broker key (``policychain``);
+  ``policy_head`` is only a lock anchor and a hint: the revision in force is the verified chain's head.
 * ``secret_versions``: (path, version) -> data key wrapped by the key store, value encrypted under it.
 * ``challenges``: outstanding single-use nonces with their expiry (deleted when consumed).
 * ``attestations``: jti -> attested key config and claims, for the token's lifetime.
@@ -23,7 +25,7 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,7 @@ from enclavia.errors import EnclaviaError, StoreUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 ASYNC_COMMIT_FLAG = "enclavia.async_commit"
+NEW_CHECKPOINTS = "enclavia.new_checkpoints"  # conn.info: checkpoints signed in this transaction
 _PG_MIGRATION_LOCK = 0x656E636C61766961  # "enclavia": advisory lock id for concurrent starts
 _PG_POLICY_LOCK = 0x656E636C706F6C31  # releases share it, policy updates take it exclusively
 
@@ -70,6 +73,9 @@ policies = Table(
     Column("policy_id", String(128), nullable=False),
     Column("source", Text, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
+    Column("prev_digest", String(64), nullable=True),
+    Column("digest", String(64), nullable=True),
+    Column("signature", String(128), nullable=True),
 )
 secret_versions = Table(
     "secret_versions",
@@ -116,6 +122,8 @@ audit_records = Table(
     Column("ids", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("policy_digest", String(64), nullable=True),
+    Column("count", BigInteger, nullable=True),
 )
 audit_checkpoints = Table(
     "audit_checkpoints",
@@ -125,6 +133,9 @@ audit_checkpoints = Table(
     Column("time", String(32), nullable=False),
     Column("kid", String(32), nullable=False),
     Column("signature", String(128), nullable=False),
+    Column("policy_revision", Integer, nullable=True),
+    Column("policy_digest", String(64), nullable=True),
+    Column("every", Integer, nullable=True),
 )
 key_material = Table(
     "key_material",
@@ -205,6 +216,8 @@ class Store:
         # SQLite allows one writer; queue this process's threads on a lock instead of letting them spin in
         # SQLite's busy handler (which sleeps in growing steps and ruins tail latency).
         self._writer = threading.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        # Called with the checkpoints a transaction signed, once it has committed (publish to witnesses).
+        self.on_commit: Callable[[list[Any]], None] | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -219,21 +232,28 @@ class Store:
         challenges: a crash may lose the last few challenges and their audit records, never a later
         record (WAL is sequential, so any durable commit makes every earlier one durable too).
         """
+        pending: list[Any] = []
         try:
             with self._writer, self.engine.begin() as conn:
-                if durable:
-                    yield conn
-                else:
-                    # Applied by the audit append (audit.ASYNC_COMMIT_FLAG): one round trip fewer.
-                    conn.info[ASYNC_COMMIT_FLAG] = True
-                    try:
+                try:
+                    if durable:
                         yield conn
-                    finally:
-                        conn.info.pop(ASYNC_COMMIT_FLAG, None)
+                    else:
+                        # Applied by the audit append (audit.ASYNC_COMMIT_FLAG): one round trip fewer.
+                        conn.info[ASYNC_COMMIT_FLAG] = True
+                        try:
+                            yield conn
+                        finally:
+                            conn.info.pop(ASYNC_COMMIT_FLAG, None)
+                finally:
+                    # conn.info outlives the checkout (it belongs to the pooled connection): always clear it.
+                    pending = conn.info.pop(NEW_CHECKPOINTS, [])
         except EnclaviaError:
             raise
         except (OperationalError, PoolTimeoutError, DBAPIError, SQLAlchemyError, OSError):
             raise StoreUnavailableError() from None
+        if pending and self.on_commit is not None:
+            self.on_commit(pending)
 
     def lock_policy(self, conn: Connection, *, exclusive: bool) -> None:
         """Order releases against policy updates (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises).

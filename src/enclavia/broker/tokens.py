@@ -2,7 +2,11 @@
 
     header  = {"alg": "EdDSA", "kid": <16 hex of SHA-256(public key)>, "typ": "JWT"}
     payload = {"status", "tee", "measurement", "policy_id", "policy_revision", "key_config_digest",
-               "iat", "exp", "jti", "aud"}
+               "claims", "iat", "exp", "jti", "aud"}
+
+``claims`` are the appraised claims the release rules are evaluated on (tee, measurement, reference name,
+debug, measurements, TCB). They travel inside the signed token, so a release decision never reads them
+back from the database (an edited ``attestations`` row cannot turn a refused build into an allowed one).
     token   = b64url(header) "." b64url(payload) "." b64url(Ed25519(header_b64 "." payload_b64))
 
 Verification is a checklist with no options an attacker can steer: the header must say exactly
@@ -32,7 +36,7 @@ from enclavia.errors import (
 )
 
 ALG: Final = "EdDSA"
-MAX_TOKEN_LEN: Final = 4096
+MAX_TOKEN_LEN: Final = 8192
 CLOCK_SKEW_S: Final = 5
 _HEADER_KEYS = {"alg", "kid", "typ"}
 _CLAIM_TYPES: Final[dict[str, type]] = {
@@ -42,6 +46,7 @@ _CLAIM_TYPES: Final[dict[str, type]] = {
     "policy_id": str,
     "policy_revision": int,
     "key_config_digest": str,
+    "claims": dict,
     "iat": int,
     "exp": int,
     "jti": str,
@@ -81,6 +86,7 @@ class TokenClaims:
     policy_id: str
     policy_revision: int
     key_config_digest: str
+    claims: dict[str, Any]
     iat: int
     exp: int
     jti: str

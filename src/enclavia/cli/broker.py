@@ -77,6 +77,17 @@ def broker_serve(  # noqa: PLR0917 - typer maps every option to a parameter
     checkpoint_every: Annotated[int, typer.Option(help="Sign an audit checkpoint every N records")] = 256,
     workers: Annotated[int, typer.Option(help="Worker processes (they share the database)")] = 1,
     threads: Annotated[int, typer.Option(help="Blocking requests in flight per worker")] = 8,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(help="Publish each checkpoint to file:PATH or an http(s) URL (repeatable)"),
+    ] = None,
+    challenge_rate: Annotated[
+        float, typer.Option(help="Challenges per second per source (burst: --challenge-burst)")
+    ] = 5.0,
+    challenge_burst: Annotated[float, typer.Option(help="Challenges a source may ask for at once")] = 50.0,
+    metrics_token_file: Annotated[
+        Path | None, typer.Option(help="Require this bearer token on /metrics (file holding it)")
+    ] = None,
 ) -> None:
     """Run the key broker (FastAPI). Migrations run at start; a database that is down gives 503s."""
     import uvicorn
@@ -88,7 +99,12 @@ def broker_serve(  # noqa: PLR0917 - typer maps every option to a parameter
         "ENCLAVIA_BROKER_TOKEN_TTL_S": str(token_ttl),
         "ENCLAVIA_BROKER_CHECKPOINT_EVERY": str(checkpoint_every),
         "ENCLAVIA_BROKER_THREADS": str(threads),
+        "ENCLAVIA_BROKER_WITNESSES": "\n".join(witness or []),
+        "ENCLAVIA_BROKER_CHALLENGE_RATE": str(challenge_rate),
+        "ENCLAVIA_BROKER_CHALLENGE_BURST": str(challenge_burst),
     }
+    if metrics_token_file is not None:
+        env["ENCLAVIA_BROKER_METRICS_TOKEN"] = metrics_token_file.read_text(encoding="utf-8").strip()
     token = _admin_token(admin_token_file, required=False)
     if token:
         env[ENV_TOKEN] = token
@@ -126,6 +142,10 @@ def app_from_env() -> Any:
         token_ttl_s=int(os.environ.get("ENCLAVIA_BROKER_TOKEN_TTL_S", "60")),
         checkpoint_every=int(os.environ.get("ENCLAVIA_BROKER_CHECKPOINT_EVERY", "256")),
         threads=int(os.environ.get("ENCLAVIA_BROKER_THREADS", "8")),
+        witnesses=tuple(w for w in os.environ.get("ENCLAVIA_BROKER_WITNESSES", "").splitlines() if w),
+        metrics_token=os.environ.get("ENCLAVIA_BROKER_METRICS_TOKEN") or None,
+        challenge_rate=float(os.environ.get("ENCLAVIA_BROKER_CHALLENGE_RATE", "5")),
+        challenge_burst=float(os.environ.get("ENCLAVIA_BROKER_CHALLENGE_BURST", "50")),
         bootstrap_policy=Path(policy_file).read_text(encoding="utf-8") if policy_file else None,
     )
     service = BrokerService(config, log=log.info)
@@ -335,12 +355,25 @@ def audit_verify(
     public_key: Annotated[
         str | None, typer.Option(help="Pin the broker's Ed25519 public key (hex); default: the database's")
     ] = None,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A checkpoint kept outside the broker (JSON, a witness file's JSON lines, or an evidence "
+            "report): the ledger must still reach it. Repeatable."
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(help="The broker's checkpoint cadence (default: the one its checkpoints sign)"),
+    ] = None,
 ) -> None:
-    """Walk the ledger: detects edited, deleted or reordered records; checks every checkpoint signature."""
+    """Walk the ledger: detects edited, deleted or reordered records, missing checkpoints, a ledger behind an
+    external checkpoint, policy revisions that go back and decisions that name no signed revision."""
     from sqlalchemy import select
 
     from enclavia.broker.audit import verify_ledger
     from enclavia.broker.store import Store, key_material
+    from enclavia.broker.witness import read_checkpoints
     from enclavia.errors import AuditVerificationError
 
     store = Store(db or default_db())
@@ -361,7 +394,8 @@ def audit_verify(
                     _fail("FAILED: no broker key in this database")
                     return
                 pub, pinned = bytes(row.public), False
-            report = verify_ledger(conn, pub)
+            external = [cp for path in checkpoint or [] for cp in read_checkpoints(path, pub)]
+            report = verify_ledger(conn, pub, external=external, checkpoint_every=checkpoint_every)
     except AuditVerificationError as err:
         _fail(f"FAILED: {err.code}: {err.detail}")
         return
@@ -372,7 +406,8 @@ def audit_verify(
         store.dispose()
     typer.echo(
         f"OK {report.records} records, chain intact; {report.checkpoints} signed checkpoint(s) verified "
-        f"(last at seq {report.last_checkpoint_seq}); head {report.head_hash[:16]}...; "
+        f"(last at seq {report.last_checkpoint_seq}); {report.external_checkpoints} external checkpoint(s) "
+        f"reached; {report.policy_revisions} signed policy revision(s); head {report.head_hash[:16]}...; "
         f"key {report.kid}{' (pinned)' if pinned else ' (from the database: pin it with --public-key)'}"
     )
 

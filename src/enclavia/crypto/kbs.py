@@ -3,7 +3,8 @@
 Both ends use this module: the broker seals, the enclave opens. Nothing here does I/O.
 
     info = b"enclavia-kbs-release-v1"
-    aad  = canonical JSON {"jti": ..., "path": ..., "policy_revision": ..., "version": ...}
+    aad  = canonical JSON {"current_version": ..., "jti": ..., "path": ..., "policy_revision": ...,
+                           "version": ...}     (current_version: the broker's version floor statement)
     (enc, ct) = HPKE base mode, DEFAULT_SUITE, to the key config's public key
 
 The associated data binds the secret path, its version, the policy revision it was released under and the
@@ -22,11 +23,25 @@ from enclavia.errors import UnsupportedSuiteError
 RELEASE_INFO: Final = b"enclavia-kbs-release-v1"
 
 
-def release_aad(path: str, version: int, policy_revision: int, jti: str) -> bytes:
-    """Canonical bytes of (secret path, version, policy revision, token id)."""
+def release_aad(
+    path: str, version: int, policy_revision: int, jti: str, current_version: int | None = None
+) -> bytes:
+    """Canonical bytes of (secret path, version, policy revision, token id[, current version]).
+
+    ``current_version``: the newest live version of the path when the broker released this one (its
+    version floor statement); bound here, so a relay cannot present an old version as the current one."""
     if not isinstance(version, int) or not isinstance(policy_revision, int):
         raise TypeError("version and policy_revision must be integers")
-    doc = {"jti": jti, "path": path, "policy_revision": policy_revision, "version": version}
+    doc: dict[str, object] = {
+        "jti": jti,
+        "path": path,
+        "policy_revision": policy_revision,
+        "version": version,
+    }
+    if current_version is not None:
+        if not isinstance(current_version, int):
+            raise TypeError("current_version must be an integer")
+        doc["current_version"] = current_version
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 

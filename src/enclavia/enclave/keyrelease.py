@@ -11,6 +11,12 @@ A release is opened with the gateway's HPKE private key; the associated data is 
 fields (path, version, policy revision, token id) and the path and version must be ones this enclave asked
 for, so a relay cannot swap one secret for another. Only then is the sealed model decrypted, in memory, or
 the KEK (exactly 32 bytes) installed into the document store's ``ReleasedKekSource``.
+
+Version floor (KEKs): each release states the newest live version of its path (``current_version``, in
+the associated data, so it opens only as the broker sealed it). A KEK older than that, or older than one
+this enclave already holds, is refused (``SecretVersionRollbackError``): a relay that fetches v1 with the
+enclave's token after a rotation to v2, or replays an old release, cannot make new documents use the old
+KEK. A sealed model is installed once, at the version its header names.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from typing import Any
 from enclavia.crypto.kbs import open_secret, release_aad
 from enclavia.crypto.ohttp import GatewayKey
 from enclavia.enclave.sealed import SealedModel
-from enclavia.errors import BadRequestError, DecryptionError, EnclaviaError
+from enclavia.errors import BadRequestError, DecryptionError, EnclaviaError, SecretVersionRollbackError
 from enclavia.inference.linear import ArtifactError, LinearClassifier
 from enclavia.rag.keys import ReleasedKekSource
 
 MAX_RELEASE_BODY = 256 << 10
 _FIELDS = {"path", "version", "policy_revision", "jti", "enc", "ciphertext"}
+_OPTIONAL = {"current_version"}
 
 
 def _unb64(value: object) -> bytes:
@@ -88,32 +95,48 @@ class KeyRelease:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadRequestError("release is not JSON") from None
-        if not isinstance(doc, dict) or set(doc) != _FIELDS:
+        if not isinstance(doc, dict) or not _FIELDS <= set(doc) <= _FIELDS | _OPTIONAL:
             raise BadRequestError("release has the wrong shape")
         path, version, revision, jti = doc["path"], doc["version"], doc["policy_revision"], doc["jti"]
+        current = doc.get("current_version")
         if not isinstance(path, str) or not isinstance(jti, str):
             raise BadRequestError("release has the wrong shape")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (version, revision)):
+        ints = (version, revision) if current is None else (version, revision, current)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
             raise BadRequestError("release has the wrong shape")
         model = self._sealed.get(path)
         is_kek = model is None and self._kek is not None and path == self._kek.path and version > 0
-        if not is_kek and (model is None or version != model.header.secret_version):
+        if not is_kek and (model is None or model.unsealed or version != model.header.secret_version):
             raise BadRequestError("this enclave did not ask for that secret")
+        if is_kek:
+            assert self._kek is not None
+            self._check_kek_floor(version, current)
         dek = open_secret(
             self._key.private_key,
             _unb64(doc["enc"]),
             _unb64(doc["ciphertext"]),
-            release_aad(path, version, revision, jti),
+            release_aad(path, version, revision, jti, current),
         )
         if is_kek:
             assert self._kek is not None
             self._kek.install(version, dek)
-            self.policy_revision = revision
-            return path, version
-        assert model is not None
-        try:
-            model.unseal(dek)
-        except ArtifactError:
-            raise DecryptionError("sealed model does not load") from None
-        self.policy_revision = revision
+        else:
+            assert model is not None
+            try:
+                model.unseal(dek)
+            except ArtifactError:
+                raise DecryptionError("sealed model does not load") from None
+        # The newest revision this enclave's secrets were released under: a replayed older release
+        # cannot make its receipts name an older policy.
+        self.policy_revision = max(self.policy_revision or 0, revision)
         return path, version
+
+    def _check_kek_floor(self, version: int, current: int | None) -> None:
+        """A KEK must come with the broker's statement of the current version (bound into the sealed
+        release, checked when it opens), and be neither older than that nor than one already held."""
+        assert self._kek is not None
+        if current is None:
+            raise BadRequestError("a KEK release must state the current version")
+        held = self._kek.highest_version
+        if version < current or (held is not None and version < held):
+            raise SecretVersionRollbackError()

@@ -69,6 +69,9 @@ EVENT_SCHEMA: dict[str, frozenset[str]] = {
     ),
     "broker.started": frozenset({"listen", "store", "keystore", "kid", "policy_revision"}),
     "broker.store_error": frozenset({"stage", "error_code"}),
+    # an integrity check of stored state failed (policy chain, ledger vs witness): an alert, never content
+    "broker.integrity": frozenset({"check", "error_code", "policy_revision", "seq"}),
+    "broker.witness": frozenset({"sink", "outcome", "seq"}),
     "host.kbs": frozenset({"stage", "outcome", "error_code", "attempt", "delay_ms", "secrets"}),
     "enclave.secret": frozenset({"outcome", "error_code", "secret_ref", "version", "pending"}),
     "enclave.plaintext_refused": frozenset({"model"}),

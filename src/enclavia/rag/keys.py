@@ -67,6 +67,7 @@ class ReleasedKekSource:
         self._lock = threading.Lock()
         self._keks: dict[str, bytes] = {}
         self._current: str | None = None
+        self._highest: int | None = None
 
     @property
     def released(self) -> bool:
@@ -75,12 +76,20 @@ class ReleasedKekSource:
     def kek_id(self, version: int) -> str:
         return f"{self.path}@v{version}"
 
+    @property
+    def highest_version(self) -> int | None:
+        with self._lock:
+            return self._highest
+
     def install(self, version: int, kek: bytes) -> None:
+        """Install a released version; the current one is the highest ever installed (never lowered)."""
         if len(kek) != aead.KEY_SIZE:
             raise DecryptionError("released KEK is not a 32-byte key")
         with self._lock:
             self._keks[self.kek_id(version)] = bytes(kek)
-            self._current = self.kek_id(version)
+            if self._highest is None or version >= self._highest:
+                self._highest = version
+                self._current = self.kek_id(version)
 
     def current(self) -> tuple[str, bytes]:
         with self._lock:

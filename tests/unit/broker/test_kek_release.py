@@ -28,8 +28,14 @@ def test_kek_release_installs_into_the_store_without_restart() -> None:
         ring.dek("d-1")
 
     def release(secret: bytes, path: str = "keks/rag", version: int = 4) -> bytes:
-        enc, ct = seal_secret(key.config.encode(), secret, release_aad(path, version, 2, "j" * 32))
-        doc = {"path": path, "version": version, "policy_revision": 2, "jti": "j" * 32}
+        enc, ct = seal_secret(key.config.encode(), secret, release_aad(path, version, 2, "j" * 32, version))
+        doc = {
+            "path": path,
+            "version": version,
+            "policy_revision": 2,
+            "jti": "j" * 32,
+            "current_version": version,
+        }
         doc |= {"enc": base64.b64encode(enc).decode(), "ciphertext": base64.b64encode(ct).decode()}
         return json.dumps(doc).encode()
 

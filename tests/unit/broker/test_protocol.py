@@ -62,26 +62,34 @@ def test_full_release_is_sealed_to_the_attested_key_and_audited(harness: Harness
         "policy_id",
         "policy_revision",
         "key_config_digest",
+        "claims",
         "iat",
         "exp",
         "jti",
         "aud",
     }
+    assert claims["claims"]["reference"] == "good-build" and claims["claims"]["tee"] == "simulated"
     assert claims["exp"] - claims["iat"] == 60
     assert claims["key_config_digest"] == hashlib.sha256(h.enclave.key_config).hexdigest()
     out = h.service.release("models/m1", "Bearer " + att["token"])
-    assert set(out) == {"path", "version", "policy_revision", "jti", "enc", "ciphertext"}
+    assert set(out) == {"path", "version", "policy_revision", "jti", "current_version", "enc", "ciphertext"}
+    assert out["current_version"] == 1
     assert out["jti"] == claims["jti"] and out["policy_revision"] == 1
     assert h.open(out) == SECRET
     # The associated data binds path, version, revision and token id: change any and it does not open.
-    for field, value in (("path", "models/m2"), ("version", 2), ("policy_revision", 2), ("jti", "0" * 32)):
+    for field, value in (
+        ("path", "models/m2"),
+        ("version", 2),
+        ("policy_revision", 2),
+        ("jti", "0" * 32),
+        ("current_version", 2),
+    ):
         with pytest.raises(DecryptionError):
             h.open({**out, field: value})
     # Another enclave (another key) cannot open it either.
     with pytest.raises(DecryptionError):
         h.open(out, make_enclave(h.platform))
     actions = [(r.action, r.outcome, r.code) for r in h.records()]
-    assert ("challenge", "ok", "ok") in actions
     assert ("attest", "ok", "ok") in actions
     assert actions[-1] == ("release", "ok", "ok")
     # Identifiers are stored only as HMACs: the path and token id never appear in the ledger.
@@ -89,6 +97,8 @@ def test_full_release_is_sealed_to_the_attested_key_and_audited(harness: Harness
         assert "models/m1" not in r.ids and claims["jti"] not in r.ids
     ids = json.loads(h.records()[-1].ids)
     assert set(ids) == {"secret", "jti"} and all(len(v) == 64 for v in ids.values())
+    h.service.flush_aggregates(force=True)  # challenges: one aggregate record per window, with the count
+    assert [(r.action, r.count) for r in h.records()][-1] == ("challenge", 1)
 
 
 def test_rotated_versions_release_latest_or_pinned(harness: Harness) -> None:

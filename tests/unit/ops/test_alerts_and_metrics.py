@@ -120,7 +120,7 @@ def test_ops_gauges_follow_the_database(harness: Harness) -> None:
     before = value("enclavia_broker_audit_ledger_height")
     h.service.put_secret("models/m1", b"k" * 32, rotate=False)
     h.service.release("models/m1", "Bearer " + h.attest()["token"])
-    assert value("enclavia_broker_audit_ledger_height") == before + 4  # secret, challenge, attest, release
+    assert value("enclavia_broker_audit_ledger_height") == before + 3  # secret, attest, release
     assert value("enclavia_broker_audit_ledger_verified") == 1
     assert value("enclavia_broker_store_up") == 1
     assert 0 <= value("enclavia_broker_secret_oldest_version_age_seconds") < 60
