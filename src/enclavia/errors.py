@@ -45,6 +45,7 @@ evidence bytes into an exception's arguments.
     │   └── PolicyRevisionConflictError    compare-and-set on revision lost
     ├── EnclaveError
     │   ├── BadRequestError                inner request invalid (feature names, NaN, content type)
+    │   │   └── UnsupportedMediaTypeError  body content type not the one the route takes: 415
     │   ├── NotFoundError                  unknown route or model
     │   ├── PayloadTooLargeError
     │   ├── SecretsUnavailableError        keys not (yet) released: 503
@@ -317,6 +318,14 @@ class BadRequestError(EnclaveError):
     code = "request.invalid"
     status = 400
     title = "Invalid request"
+
+
+class UnsupportedMediaTypeError(BadRequestError):
+    """One class for host and enclave: the code must name one thing (test_architecture)."""
+
+    code = "request.unsupported_media_type"
+    status = 415
+    title = "Unsupported content type"
 
 
 class NotFoundError(EnclaveError):

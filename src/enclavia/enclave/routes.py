@@ -17,6 +17,7 @@ from enclavia.errors import (
     MemoryExhaustedError,
     NotFoundError,
     PayloadTooLargeError,
+    UnsupportedMediaTypeError,
 )
 from enclavia.inference.embeddings import MODEL_ID, EmbeddingModel, parse_inputs
 from enclavia.inference.linear import LinearClassifier
@@ -27,12 +28,6 @@ from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
 
 JSON = "application/json"
 MAX_INNER_BODY = 1 << 20
-
-
-class UnsupportedMediaTypeError(BadRequestError):
-    code = "request.unsupported_media_type"
-    status = 415
-    title = "Content type must be application/json"
 
 
 class MethodNotAllowedError(BadRequestError):

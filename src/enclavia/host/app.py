@@ -22,6 +22,7 @@ from enclavia.errors import (
     InternalError,
     NotFoundError,
     PayloadTooLargeError,
+    UnsupportedMediaTypeError,
 )
 from enclavia.host.kbs import KbsRelay
 from enclavia.host.link import EnclaveLink, Supervisor
@@ -39,12 +40,6 @@ OHTTP_RES = "message/ohttp-res"
 OHTTP_CHUNKED_REQ = "message/ohttp-chunked-req"
 OHTTP_CHUNKED_RES = "message/ohttp-chunked-res"
 MAX_GATEWAY_BODY = 2 << 20
-
-
-class UnsupportedMediaTypeError(BadRequestError):
-    code = "request.unsupported_media_type"
-    status = 415
-    title = "Content type must be message/ohttp-req"
 
 
 class RateLimitedError(EnclaviaError):
