@@ -28,6 +28,7 @@ evidence bytes into an exception's arguments.
     │   ├── ReplayedNonceError             nonce seen before / unknown / expired
     │   ├── ReportDataMismatchError        report_data does not bind what was presented
     │   ├── ManifestMismatchError          manifest presented is not the one measured
+    │   │   └── PlatformBindingError       SNP host_data / TDX MRCONFIGID does not carry the manifest
     │   ├── EvidenceTooOldError
     │   ├── TcbError                       TCB below floor or status not accepted
     │   ├── DebugEnclaveError              debug mode evidence
@@ -221,6 +222,11 @@ class ReportDataMismatchError(AttestationError):
 class ManifestMismatchError(AttestationError):
     code = "attestation.manifest_mismatch"
     title = "Manifest presented is not the one measured"
+
+
+class PlatformBindingError(ManifestMismatchError):
+    code = "attestation.manifest_not_bound"
+    title = "Platform-measured config slot does not carry the manifest"
 
 
 class EvidenceTooOldError(AttestationError):

@@ -47,10 +47,11 @@ def test_production_refuses_entries_that_pin_only_firmware_values(tee: str, entr
     ("tee", "entry"),
     [
         ("tdx", f"mrtd: '{MRTD}', mrconfigid: '{H}'"),
-        ("tdx", f"mrtd: '{MRTD}', rtmr0: '{H}', rtmr1: '{H}', rtmr2: '{H}'"),
+        ("tdx", f"mrtd: '{MRTD}', rtmr0: '{H}', rtmr1: '{H}', rtmr2: '{H}', bind_manifest: true"),
         (
             "sev-snp",
-            f"measurement: '{SNP}', vmpl: 0, min_tcb: {{bootloader: 3, tee: 0, snp: 8, microcode: 115}}",
+            f"measurement: '{SNP}', vmpl: 0, min_tcb: {{bootloader: 3, tee: 0, snp: 8, microcode: 115}}, "
+            "bind_manifest: true",
         ),
         ("nitro", f"pcrs: {{0: '{H}', 1: '{H}', 2: '{H}'}}"),
     ],
@@ -73,11 +74,11 @@ def test_the_named_unsafe_choice_is_shown_in_the_attestation_result(vectors: Pat
         now=AT,
     )
     policy = parse_policy(_policy("tdx", f"mrtd: '{MRTD}', unsafe_weak_pins: true"))
-    assert policy.unsafe == {"r": ("tdx_mrtd_only",)}
+    assert policy.unsafe == {"r": ("tdx_mrtd_only", "tdx_config_unbound")}
     result = appraise(claims, policy, now=AT, expected_report_data=claims.report_data)
     assert result.affirming
-    assert result.reasons == ("unsafe_weak_pins:tdx_mrtd_only",)
-    assert result.to_json()["reasons"] == ["unsafe_weak_pins:tdx_mrtd_only"]
+    assert result.reasons == ("unsafe_weak_pins:tdx_mrtd_only,tdx_config_unbound",)
+    assert result.to_json()["reasons"] == ["unsafe_weak_pins:tdx_mrtd_only,tdx_config_unbound"]
 
 
 def test_the_auditors_policy_history_names_the_unsafe_entry() -> None:

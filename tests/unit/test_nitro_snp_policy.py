@@ -43,6 +43,7 @@ reference_values:
         1: {PCR1}
   sev-snp:
     - name: trustee-vm
+      unsafe_weak_pins: true  # the vector's host_data is zero: no config binding to pin (snp_config_unbound)
       measurement: {SNP_M}
       min_tcb: {{bootloader: 3, tee: 0, snp: 8, microcode: 115}}
       vmpl: 0

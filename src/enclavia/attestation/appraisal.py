@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Protocol, Self
 
 from enclavia.attestation.binding import check_report_data
 from enclavia.attestation.claims import Claims, Revocation, Tee
+from enclavia.attestation.config_binding import check_manifest_bound
+from enclavia.attestation.manifest import ImageManifest
 from enclavia.errors import (
     DebugEnclaveError,
     EvidenceTooOldError,
@@ -85,8 +87,10 @@ def appraise_claims(
     *,
     now: datetime,
     expected_report_data: bytes | None = None,
+    manifest: ImageManifest | None = None,
 ) -> Reference:
-    """Checklist. Returns the matching allow-list entry or raises a specific error."""
+    """Checklist. Returns the matching allow-list entry or raises a specific error. ``manifest``: the one
+    presented beside the evidence, for entries that require the platform to carry it (``bind_manifest``)."""
     # 1. report_data binds what the caller expects (key config, nonce, manifest).
     if expected_report_data is not None:
         check_report_data(claims.report_data, expected_report_data)
@@ -105,6 +109,9 @@ def appraise_claims(
     # 5. an allow-list entry for this TEE must match; deny by default.
     for ref in references:
         if ref.tee is claims.tee and ref.matches(claims):
+            # 6. the entry's pins match: if it binds the manifest, the config slot must carry it.
+            if getattr(ref, "bind_manifest", False):
+                check_manifest_bound(claims, manifest)
             return ref
     raise MeasurementNotAllowedError()
 

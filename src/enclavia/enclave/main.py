@@ -32,6 +32,7 @@ async def _run(args: argparse.Namespace) -> None:
     # Imported here, after the BLAS/OpenMP pools are pinned (memory.pin_thread_pools) and before any model.
     from enclavia.enclave.boot import EnclaveConfig, build_enclave
     from enclavia.enclave.image import dependency_lock, read_records
+    from enclavia.enclave.platform_binding import check_platform_binding
     from enclavia.enclave.server import EnclaveServer
     from enclavia.observability.metrics import EnclaveMetrics
 
@@ -85,6 +86,8 @@ async def _run(args: argparse.Namespace) -> None:
         if outside:
             raise UnmeasuredCodeError(loaded.summary(outside))
         loaded.guard_imports(enclave.manifest, records)  # imports after this point are checked as they happen
+        # SEV-SNP / TDX: the platform's launch config slot (host_data / MRCONFIGID) carries this manifest.
+        check_platform_binding(enclave)
     except EnclaviaError as err:
         _refuse(log, err)
     except MemoryError:

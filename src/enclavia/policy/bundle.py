@@ -81,6 +81,7 @@ def verify_presented_bundle(
     # 6. Simulated: the measurement is the manifest digest itself.
     if claims.tee is Tee.SIMULATED and not hmac.compare_digest(claims.measurement, manifest_digest):
         raise ManifestMismatchError()
-    # 7. Policy: profile, debug, evidence age, allow-listed measurement, report_data.
-    result = appraise(claims, policy, now=now, expected_report_data=expected)
+    # 7. Policy: profile, debug, evidence age, allow-listed measurement, report_data, and (entries with
+    #    bind_manifest) the platform's config slot carries this manifest.
+    result = appraise(claims, policy, now=now, expected_report_data=expected, manifest=bundle.manifest)
     return AttestedEnclave(bundle=bundle, key_config=key_config, result=result)

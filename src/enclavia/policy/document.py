@@ -31,6 +31,7 @@ import yaml
 
 from enclavia.attestation.appraisal import Reference, Requirements, appraise_claims, reference_type
 from enclavia.attestation.claims import AttestationResult, Claims, Status, Tee
+from enclavia.attestation.manifest import ImageManifest
 from enclavia.errors import DevProfileRequiredError, PolicyLoadError
 from enclavia.policy.rules import SecretRule, parse_secret_rules
 from enclavia.policy.strength import UNSAFE_FLAG, unsafe_reason, weak_pins
@@ -209,6 +210,7 @@ def appraise(
     now: datetime,
     expected_report_data: bytes | None = None,
     references: Sequence[Reference] | None = None,
+    manifest: ImageManifest | None = None,
 ) -> AttestationResult:
     """Appraise verified claims under ``policy``; raises on refusal, returns an affirming result."""
     if claims.tee is Tee.SIMULATED and policy.profile is not Profile.DEV:
@@ -222,6 +224,7 @@ def appraise(
         policy.requirements,
         now=now,
         expected_report_data=expected_report_data,
+        manifest=manifest,
     )
     return AttestationResult(
         status=Status.AFFIRMING,

@@ -8,6 +8,10 @@ A reference that pins only firmware-level values accepts any kernel and any appl
 - SEV-SNP: MEASUREMENT covers the launch image, but without a TCB floor any old (vulnerable) firmware
   passes, and without a VMPL a report from a less privileged VMPL (under a paravisor) passes.
 - Nitro: PCR0 (the enclave image), PCR1 (kernel and boot ramdisk) and PCR2 (the application) together.
+- SEV-SNP and TDX: the launch-time config slot (SNP ``host_data``, TDX ``MRCONFIGID``) must be bound,
+  either to the presented manifest (``bind_manifest: true``, attestation.config_binding) or to a pinned
+  value (``host_data`` / ``mrconfigid``, e.g. the Confidential Containers init-data digest). Otherwise the
+  host launches the measured image with any configuration it likes. An all-zero pin binds nothing.
 
 Under ``profile: production`` such an entry is refused at policy load unless it says
 ``unsafe_weak_pins: true``; the gaps are then carried in every attestation result it affirms
@@ -29,11 +33,15 @@ _TDX_RUNTIME = ("RTMR0", "RTMR1", "RTMR2")
 def weak_pins(ref: Reference) -> tuple[str, ...]:
     """Fixed names of what ``ref`` leaves open (empty: it pins enough)."""
     if isinstance(ref, TdxReference):
+        config = ref.bind_manifest or any(ref.registers.get("MRCONFIGID", b""))
         runtime = all(r in ref.registers for r in _TDX_RUNTIME)
-        return () if runtime or "MRCONFIGID" in ref.registers else ("tdx_mrtd_only",)
+        gaps = [] if runtime or "MRCONFIGID" in ref.registers else ["tdx_mrtd_only"]
+        return tuple(gaps) if config else (*gaps, "tdx_config_unbound")
     if isinstance(ref, SevSnpReference):
         gaps = [] if ref.min_tcb else ["snp_no_tcb_floor"]
-        return (*gaps, "snp_no_vmpl") if ref.vmpl is None else tuple(gaps)
+        gaps += [] if ref.vmpl is not None else ["snp_no_vmpl"]
+        bound = ref.bind_manifest or any(ref.host_data or b"")  # all zeros: the host set nothing
+        return tuple(gaps) if bound else (*gaps, "snp_config_unbound")
     if isinstance(ref, NitroReference):
         return () if {0, 1, 2} <= set(ref.pcrs) else ("nitro_not_pcr0_2",)
     return ()

@@ -52,6 +52,29 @@ def test_enclave_pods_run_in_confidential_containers() -> None:
     assert "--tee" in deployment and "--broker" in deployment
 
 
+def test_enclave_configuration_is_delivered_as_measured_init_data() -> None:
+    """CoCo measures init-data into HOST_DATA / MRCONFIGID: the pod carries the configuration there."""
+    helpers = (HELM / "enclavia-enclave" / "templates" / "_helpers.tpl").read_text()
+    deployment = (HELM / "enclavia-enclave" / "templates" / "deployment.yaml").read_text()
+    annotation = (
+        'io.katacontainers.config.hypervisor.cc_init_data: {{ include "enclavia-enclave.initData" . '
+        "| b64enc | quote }}"
+    )
+    assert annotation in deployment
+    start = helpers.index('define "enclavia-enclave.initData"')
+    init_data = helpers[start:]
+    assert 'version = "0.1.0"' in init_data and "[data]" in init_data
+    assert 'eq .Values.tee "tdx" }}sha384{{ else }}sha256' in init_data  # MRCONFIGID 48, HOST_DATA 32 bytes
+    for value in (
+        ".Values.tee",
+        ".Values.embeddings",
+        ".Values.classification.configMap",
+        ".Values.broker.url",
+    ):
+        assert value in init_data
+    assert "enclavia-enclave.image" in init_data  # the image reference (digest in production)
+
+
 def test_broker_chart_shares_one_database() -> None:
     deployment = (HELM / "enclavia-broker" / "templates" / "deployment.yaml").read_text()
     assert "ENCLAVIA_BROKER_DB" in deployment and "secretKeyRef" in deployment

@@ -19,3 +19,17 @@ kata-qemu-snp
 {{ .Values.image.repository }}:{{ .Values.image.tag }}
 {{- end -}}
 {{- end -}}
+{{- /* Confidential Containers init-data (TOML): the enclave configuration, measured at pod launch. */ -}}
+{{- /* The runtime hashes it with `algorithm` into SEV-SNP HOST_DATA (sha256) or TDX MRCONFIGID (sha384); */ -}}
+{{- /* pin that digest in the policy (host_data / mrconfigid): docs/attestation.md, Confidential Containers. */ -}}
+{{- define "enclavia-enclave.initData" -}}
+version = "0.1.0"
+algorithm = "{{ if eq .Values.tee "tdx" }}sha384{{ else }}sha256{{ end }}"
+
+[data]
+"enclavia.json" = '''{{ dict "tee" .Values.tee "image" (include "enclavia-enclave.image" .) "embeddings" .Values.embeddings "classification" .Values.classification.configMap "models" .Values.models.path "broker" .Values.broker.url | toJson }}'''
+{{- range $name, $body := .Values.coco.initData.files }}
+{{ $name | quote }} = '''
+{{ $body }}'''
+{{- end }}
+{{- end -}}

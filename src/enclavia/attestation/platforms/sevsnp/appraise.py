@@ -14,6 +14,9 @@
           allow_migration_agent: false          # default false
           host_data: <hex, 32 bytes>            # optional
           id_key_digest: <hex, 48 bytes>        # optional
+          bind_manifest: true                   # host_data must be SHA-256 of the presented manifest
+                                                # (attestation.config_binding); production requires it
+                                                # or a host_data pin
 
 An entry whose pins all match but whose TCB floor is not met raises TcbError (not "no match"): the operator
 learns that the firmware, not the image, is the problem. ``fmc`` floors apply to Turin evidence only (the FMC
@@ -41,6 +44,7 @@ _KEYS = {
     "allow_migration_agent",
     "host_data",
     "id_key_digest",
+    "bind_manifest",
 }
 
 
@@ -69,6 +73,7 @@ class SevSnpReference:
     allow_migration_agent: bool = False
     host_data: bytes | None = None
     id_key_digest: bytes | None = None
+    bind_manifest: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "min_tcb", MappingProxyType(dict(self.min_tcb)))
@@ -102,6 +107,7 @@ class SevSnpReference:
                 if data.get("id_key_digest") is None
                 else parse_hex(data["id_key_digest"], 48, "id_key_digest")
             ),
+            bind_manifest=_bool(data, "bind_manifest", False),
         )
 
     def matches(self, claims: Claims) -> bool:

@@ -15,6 +15,9 @@ own: the entry must also pin RTMR0-RTMR2 or MRCONFIGID, or say ``unsafe_weak_pin
           xfam: <hex, 8>                             # optional exact match
           accepted_tcb_status: [UpToDate]            # default [UpToDate]; Revoked can never be named
           rejected_advisory_ids: [INTEL-SA-00837]    # optional: refuse when any of these applies
+          bind_manifest: true                        # MRCONFIGID must be SHA-384 of the presented manifest
+                                                     # (attestation.config_binding); production requires
+                                                     # it or an mrconfigid pin
 
 An entry whose registers all match but whose TCB requirement fails raises ``TcbError`` (a TCB refusal, not an
 allow-list miss), so put the stricter of two entries for one MRTD first.
@@ -48,7 +51,7 @@ _REGISTERS: dict[str, tuple[str, int]] = {
     "mrseam": ("MRSEAM", 48),
 }
 _DETAILS: dict[str, tuple[str, int]] = {"td_attributes": ("td_attributes", 8), "xfam": ("xfam", 8)}
-_KEYS = {"mrtd", "accepted_tcb_status", "rejected_advisory_ids", *_REGISTERS, *_DETAILS}
+_KEYS = {"mrtd", "accepted_tcb_status", "rejected_advisory_ids", "bind_manifest", *_REGISTERS, *_DETAILS}
 
 
 def _statuses(value: object) -> frozenset[TcbStatus]:
@@ -72,6 +75,12 @@ def _advisories(value: object) -> frozenset[str]:
     return frozenset(value)
 
 
+def _bind(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise PolicyLoadError("bind_manifest must be a boolean")
+    return value
+
+
 @register_reference
 @dataclass(frozen=True)
 class TdxReference:
@@ -82,6 +91,7 @@ class TdxReference:
     attributes: Mapping[str, bytes] = field(default_factory=dict)  # claims.details name -> value
     accepted_tcb_status: frozenset[TcbStatus] = DEFAULT_ACCEPTED_TCB_STATUSES
     rejected_advisory_ids: frozenset[str] = frozenset()
+    bind_manifest: bool = False
 
     @classmethod
     def from_mapping(cls, name: str, data: Mapping[str, Any]) -> Self:
@@ -102,6 +112,7 @@ class TdxReference:
             if "accepted_tcb_status" in data
             else DEFAULT_ACCEPTED_TCB_STATUSES,
             rejected_advisory_ids=_advisories(data.get("rejected_advisory_ids", [])),
+            bind_manifest=_bind(data.get("bind_manifest", False)),
         )
 
     def matches(self, claims: Claims) -> bool:
