@@ -149,6 +149,31 @@ def test_edited_policy_source_is_refused_after_restart(h: Harness, tmp_path: Pat
     assert (health.status_code, health.json()["code"]) == (503, "broker.policy_chain_broken")
 
 
+def test_wiped_ledger_and_stripped_signatures_are_not_adopted(h: Harness, tmp_path: Path) -> None:
+    """The attacker makes the store look like one from before signed policies: every ledger record and
+    checkpoint deleted, the signatures stripped, the stored text edited to allow an unapproved build. The
+    broker signs an unsigned history only when its operator asks (``adopt_unsigned_policies``), never
+    because the database says it is old: the restart is refused, not the attacker's text signed."""
+    rogue = make_enclave(h.platform, tee_config="rogue")
+    for statement in (
+        "DELETE FROM audit_checkpoints",
+        "DELETE FROM audit_records",
+        "UPDATE audit_head SET seq = 0, hash = :zero",
+        "UPDATE policies SET signature = NULL, digest = NULL, prev_digest = NULL",
+    ):
+        _sql(h, statement, zero="00" * 32)
+    _sql(
+        h,
+        "UPDATE policies SET source = REPLACE(source, :good, :rogue) WHERE revision = 1",
+        good=h.enclave.manifest_digest.hex(),
+        rogue=rogue.manifest_digest.hex(),
+    )
+    _restart(h, tmp_path)
+    with pytest.raises(PolicyChainBrokenError):
+        h.attest(rogue)
+    assert not [r for r in h.records() if r.action == "policy.adopt"]
+
+
 def test_policy_head_set_back_live_is_refused(h: Harness) -> None:
     """Revision 2 revoked good-build; the head is set back to revision 1 while the broker runs."""
     token = h.attest()["token"]

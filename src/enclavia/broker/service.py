@@ -127,6 +127,9 @@ class BrokerConfig:
     admin_fail_burst: float = 10.0
     aggregate_every_s: float = 60.0  # ledger aggregate window for challenges and failed admin logins
     bootstrap_policy: str | None = None  # YAML applied at start when the store has no policy yet
+    # Sign a policy history that predates signing, once, at the upgrade start. The operator's choice (a
+    # process argument), never the database's: a store wiped to look old would otherwise get its text signed.
+    adopt_unsigned_policies: bool = False
     threads: int = 8  # blocking work in flight per process (more threads only queue on the GIL and locks)
 
     def __repr__(self) -> str:
@@ -388,9 +391,13 @@ class BrokerService:
         return cp.policy_revision or 0
 
     def _adopt_legacy_policies(self, rt: _Runtime) -> None:
-        """Once, at the first start after the upgrade to signed policies: sign the existing history. Only
-        while no signed state exists at all (no signed row, no checkpoint or record naming a policy): an
-        attacker who strips the signatures later meets a broken chain, not a second adoption."""
+        """Once, at the first start after the upgrade to signed policies, when the operator asks for it
+        (``adopt_unsigned_policies``): sign the existing history. Only while no signed state exists at all
+        (no signed row, no checkpoint or record naming a policy): an attacker who strips the signatures
+        later meets a broken chain, not a second adoption. Without the flag, unsigned rows are a broken
+        chain."""
+        if not self.config.adopt_unsigned_policies:
+            return
         with self.store.transaction() as conn:
             self.store.lock_policy(conn, exclusive=True)
             rows = list(conn.execute(select(policies).order_by(policies.c.revision).with_for_update()))

@@ -88,6 +88,10 @@ def broker_serve(  # noqa: PLR0917 - typer maps every option to a parameter
     metrics_token_file: Annotated[
         Path | None, typer.Option(help="Require this bearer token on /metrics (file holding it)")
     ] = None,
+    adopt_unsigned_policies: Annotated[
+        bool,
+        typer.Option(help="Once, at the upgrade to signed policies: sign the stored unsigned history"),
+    ] = False,
 ) -> None:
     """Run the key broker (FastAPI). Migrations run at start; a database that is down gives 503s."""
     import uvicorn
@@ -102,6 +106,7 @@ def broker_serve(  # noqa: PLR0917 - typer maps every option to a parameter
         "ENCLAVIA_BROKER_WITNESSES": "\n".join(witness or []),
         "ENCLAVIA_BROKER_CHALLENGE_RATE": str(challenge_rate),
         "ENCLAVIA_BROKER_CHALLENGE_BURST": str(challenge_burst),
+        "ENCLAVIA_BROKER_ADOPT_UNSIGNED": "1" if adopt_unsigned_policies else "",
     }
     if metrics_token_file is not None:
         env["ENCLAVIA_BROKER_METRICS_TOKEN"] = metrics_token_file.read_text(encoding="utf-8").strip()
@@ -147,6 +152,7 @@ def app_from_env() -> Any:
         challenge_rate=float(os.environ.get("ENCLAVIA_BROKER_CHALLENGE_RATE", "5")),
         challenge_burst=float(os.environ.get("ENCLAVIA_BROKER_CHALLENGE_BURST", "50")),
         bootstrap_policy=Path(policy_file).read_text(encoding="utf-8") if policy_file else None,
+        adopt_unsigned_policies=os.environ.get("ENCLAVIA_BROKER_ADOPT_UNSIGNED") == "1",
     )
     service = BrokerService(config, log=log.info)
     log.info(

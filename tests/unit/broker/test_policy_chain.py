@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
@@ -15,12 +17,14 @@ from enclavia.broker.keystore import FileKeyStore
 from enclavia.broker.service import BrokerConfig, BrokerService
 from enclavia.broker.store import MIGRATIONS_DIR, Store
 from enclavia.crypto.signing import SigningKey
+from enclavia.errors import PolicyChainBrokenError
 from tests.broker_support import ADMIN_TOKEN, Clock, make_enclave, policy_text
 
 
 def test_legacy_unsigned_history_is_signed_once_at_upgrade(db_url: str, tmp_path: Path) -> None:
     """A database at schema 0002 with two unsigned revisions (as the broker wrote them before): the first
-    start after the upgrade signs that history once, records it, and verify accepts the result."""
+    start after the upgrade, asked by the operator, signs that history once, records it, and verify accepts
+    the result; a start without the flag refuses it."""
     platform = SigningKey.generate()
     enclave = make_enclave(platform)
     store = Store(db_url)
@@ -40,7 +44,16 @@ def test_legacy_unsigned_history_is_signed_once_at_upgrade(db_url: str, tmp_path
         conn.execute(text("UPDATE policy_head SET revision = 2"))
     store.dispose()
     config = BrokerConfig(db_url=db_url, keystore=f"file:{tmp_path / 'root.key'}", admin_token=ADMIN_TOKEN)
-    service = BrokerService(config, clock=Clock(), keystore=FileKeyStore(tmp_path / "root.key"))
+    keystore = FileKeyStore(tmp_path / "root.key")
+    unasked = BrokerService(config, clock=Clock(), keystore=keystore)
+    try:  # without the operator's flag the unsigned history is a broken chain, not signed
+        unasked.start()
+        with pytest.raises(PolicyChainBrokenError):
+            unasked.get_policy()
+    finally:
+        unasked.close()
+    config = dataclasses.replace(config, adopt_unsigned_policies=True)
+    service = BrokerService(config, clock=Clock(), keystore=keystore)
     try:
         assert service.start()
         head = service.get_policy()
