@@ -222,10 +222,10 @@ def serve(  # noqa: PLR0917 - typer options
 
     from enclavia.host.app import HostState, create_app
     from enclavia.host.link import EnclaveLink, Supervisor
-    from enclavia.host.ratelimit import TokenBucket
     from enclavia.observability import logging as elog
     from enclavia.observability.metrics import HostMetrics
     from enclavia.observability.trace import configure_tracing
+    from enclavia.ratelimit import TokenBucket
 
     if kek_secret and not broker:
         raise typer.BadParameter("--kek-secret needs --broker (the KEK is released by the broker)")

@@ -26,13 +26,13 @@ from enclavia.errors import (
 )
 from enclavia.host.kbs import KbsRelay
 from enclavia.host.link import EnclaveLink, Supervisor
-from enclavia.host.ratelimit import TokenBucket
 from enclavia.host.services import HostServices
 from enclavia.host.tracing import traced_call
 from enclavia.observability.logging import get_logger
 from enclavia.observability.metrics import HostMetrics
 from enclavia.observability.trace import new_traceparent, parse_traceparent
 from enclavia.problem import PROBLEM_MEDIA_TYPE, problem_bytes
+from enclavia.ratelimit import TokenBucket
 
 OHTTP_REQ = "message/ohttp-req"
 OHTTP_RES = "message/ohttp-res"
